@@ -1,0 +1,1 @@
+"""Experiment engine and launcher: configs, submitit, training/evaluation loop, run comparison."""

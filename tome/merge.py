@@ -1,0 +1,183 @@
+"""Bipartite soft matching and token merging.
+
+Tokens are ``[batch, tokens, channels]``. The first ``protected`` tokens (class, distillation,
+register tokens) are never merged and nothing merges into them. The rest are split into two sets
+by *absolute* position: A = even positions, B = odd positions. Each A token picks its most similar
+B token (cosine similarity of the metric), and the ``r`` A tokens with the best matches merge into
+their partners. The output is ``[protected, unmerged A in order, all of B in order]``; with a single
+class token this is exactly the published layout, so merging decisions match token for token.
+
+A matching is described by three index tensors (see :class:`Matching`), and every merge is one
+gather of the kept tokens plus a scatter of the ``r`` merged ones, so a layer costs one pass over
+its tokens whatever the merge mode.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+
+from .schedule import clamp_r
+
+MERGE_MODES = ("wavg", "mean", "max", "keep")
+MATCHINGS = ("bipartite", "random")
+
+
+class Matching(NamedTuple):
+    """Where every output token comes from.
+
+    keep: [B, T - r] input position of each output token (protected, unmerged A, B);
+    src:  [B, r] input position of each merged-away A token;
+    dst:  [B, r] output position of the B token it merges into.
+    """
+    keep: torch.Tensor
+    src: torch.Tensor
+    dst: torch.Tensor
+
+
+def _split_positions(num_tokens: int, protected: int, matching: str, device,
+                     generator: Optional[torch.Generator] = None):
+    """Absolute positions of the A and B sets among the unprotected tokens."""
+    if matching == "bipartite":
+        first_even = protected + (protected % 2)
+        first_odd = protected + 1 - (protected % 2)
+        a = torch.arange(first_even, num_tokens, 2, device=device)
+        b = torch.arange(first_odd, num_tokens, 2, device=device)
+        return a, b
+    if matching == "random":
+        # Random partition of the same sizes (ablation): A/B no longer follow position.
+        n = num_tokens - protected
+        num_a = len(range(protected + (protected % 2), num_tokens, 2))
+        perm = torch.randperm(n, generator=generator).to(device) + protected
+        return perm[:num_a].sort().values, perm[num_a:].sort().values
+    raise ValueError(f"matching must be one of {MATCHINGS}, got {matching!r}")
+
+
+def bipartite_soft_matching(metric: torch.Tensor, r: int, protected: int = 0,
+                            matching: str = "bipartite",
+                            groups: Optional[torch.Tensor] = None,
+                            generator: Optional[torch.Generator] = None) -> Optional[Matching]:
+    """Decide which tokens merge. Returns ``None`` when nothing merges.
+
+    metric: [B, T, C] features compared by cosine similarity (the head-averaged keys by default).
+    groups: optional [B, T] integer labels; tokens only merge within the same label (used to keep
+        merges inside a frequency band or time window). ``r`` is then lowered, if needed, so that
+        every merge stays inside a group for every batch element.
+    """
+    batch, num_tokens, _ = metric.shape
+    r = clamp_r(r, num_tokens, protected)
+    if r <= 0:
+        return None
+    a_pos, b_pos = _split_positions(num_tokens, protected, matching, metric.device, generator)
+    if matching == "bipartite":  # strided views instead of index copies
+        a_sel = slice(protected + protected % 2, None, 2)
+        b_sel = slice(protected + 1 - protected % 2, None, 2)
+    else:
+        a_sel, b_sel = a_pos, b_pos
+    with torch.no_grad():
+        metric = metric / metric.norm(dim=-1, keepdim=True)
+        scores = metric[:, a_sel] @ metric[:, b_sel].transpose(-1, -2)
+        if groups is not None:
+            same = groups[:, a_pos, None] == groups[:, None, b_pos]
+            scores = scores.masked_fill(~same, -torch.inf)
+        node_max, node_idx = scores.max(dim=-1)
+        if groups is not None:
+            # Data-dependent cap: only A tokens with a partner in their group may merge.
+            r = min(r, int((node_max > -torch.inf).sum(dim=-1).min()))
+            if r <= 0:
+                return None
+        edge_idx = node_max.argsort(dim=-1, descending=True)
+        src_idx = edge_idx[:, :r]
+        unm_idx = edge_idx[:, r:].sort(dim=-1).values  # unmerged A keep their order
+        dst_idx = node_idx.gather(-1, src_idx)
+
+        num_unm = a_pos.numel() - r
+        keep = torch.cat([
+            torch.arange(protected, device=metric.device).expand(batch, protected),
+            a_pos[unm_idx],
+            b_pos.expand(batch, -1),
+        ], dim=1)
+        src = a_pos[src_idx]
+        dst = protected + num_unm + dst_idx
+    return Matching(keep, src, dst)
+
+
+def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Gather whole token rows: x [B, T, C], idx [B, K] -> [B, K, C]."""
+    return x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def merge_tokens(m: Matching, x: torch.Tensor, size: Optional[torch.Tensor],
+                 mode: str = "wavg") -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply a matching to tokens ``x`` [B, T, C] with sizes [B, T, 1] (None = all ones).
+
+    wavg: size-weighted average (the paper); mean: plain average of the merged tokens;
+    max: element-wise max; keep: the B token is kept unchanged and the A token dropped (pruning).
+    Returns the merged tokens and their sizes (sizes add up, except for pruning).
+    """
+    if size is None:
+        size = x.new_ones(x.shape[0], x.shape[1], 1)
+    out = _rows(x, m.keep)
+    new_size = _rows(size, m.keep)
+    if mode == "keep":
+        return out, new_size
+    if mode == "max":
+        out = out.scatter_reduce(1, m.dst[..., None].expand(-1, -1, x.shape[-1]), _rows(x, m.src),
+                                 reduce="amax", include_self=True)
+        return out, new_size.scatter_add(1, m.dst[..., None], _rows(size, m.src))
+    if mode not in ("wavg", "mean"):
+        raise ValueError(f"merge mode must be one of {MERGE_MODES}, got {mode!r}")
+    src_size = _rows(size, m.src)
+    merged_size = new_size.scatter_add(1, m.dst[..., None], src_size)
+    # x_new = x_dst + sum_i w_i (x_i - x_dst), w_i = s_i / s_new, is the weighted average but only
+    # touches the r merged rows, and never multiplies activations by large sizes (fp16-safe).
+    if mode == "wavg":
+        weight = src_size / merged_size.gather(1, m.dst[..., None])
+    else:
+        counts = torch.ones_like(new_size).scatter_add(1, m.dst[..., None], torch.ones_like(src_size))
+        weight = 1.0 / counts.gather(1, m.dst[..., None])
+    delta = weight.to(x.dtype) * (_rows(x, m.src) - _rows(out, m.dst))
+    out = out.scatter_add(1, m.dst[..., None].expand(-1, -1, x.shape[-1]), delta)
+    return out, merged_size
+
+
+def merge_source(m: Matching, source: torch.Tensor, mode: str = "wavg") -> torch.Tensor:
+    """Track which input tokens each output token holds: source [B, T, T_in] of 0/1."""
+    out = _rows(source, m.keep)
+    if mode == "keep":
+        return out
+    return out.scatter_reduce(1, m.dst[..., None].expand(-1, -1, source.shape[-1]),
+                              _rows(source, m.src), reduce="amax", include_self=True)
+
+
+def merge_groups(m: Matching, groups: torch.Tensor) -> torch.Tensor:
+    """Group labels follow their tokens (merges never cross groups, so the B label stands)."""
+    return groups.gather(1, m.keep)
+
+
+def unmerge(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Spread merged tokens back to the input layout: [B, T, C] -> [B, T_in, C].
+
+    Each input token receives the output token that holds it (zeros for pruned tokens).
+    """
+    return source.transpose(1, 2).to(x.dtype) @ x
+
+
+def token_groups(source: torch.Tensor) -> torch.Tensor:
+    """[B, T, T_in] source map -> [B, T_in] index of the output token holding each input."""
+    return source.argmax(dim=1)
+
+
+def merge_step(x: torch.Tensor, metric: torch.Tensor, r: int, size: Optional[torch.Tensor],
+               source: Optional[torch.Tensor], groups: Optional[torch.Tensor], *, protected: int,
+               mode: str = "wavg", matching: str = "bipartite"):
+    """One layer's merge, shared by every patched block: returns (x, size, source, groups)."""
+    m = bipartite_soft_matching(metric, r, protected, matching, groups)
+    if m is None:
+        return x, size, source, groups
+    x, size = merge_tokens(m, x, size, mode)
+    if source is not None:
+        source = merge_source(m, source, mode)
+    if groups is not None:
+        groups = merge_groups(m, groups)
+    return x, size, source, groups

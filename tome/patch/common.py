@@ -1,0 +1,74 @@
+"""What every patch shares: class swapping, the block loop, and unpatching."""
+from __future__ import annotations
+
+import torch
+import torch.utils.checkpoint
+
+from ..schedule import parse_r
+from ..state import ToMeInfo
+
+
+def swap_class(module: torch.nn.Module, mixin: type, registry: dict) -> None:
+    """Give ``module`` a subclass of its own class that adds ``mixin``'s methods.
+
+    The original class is remembered on the module so :func:`unpatch` can restore it.
+    """
+    original = type(module)
+    if getattr(module, "_tome_original_class", None) is not None:
+        return  # already patched
+    key = (mixin, original)
+    if key not in registry:
+        registry[key] = type(f"ToMe{original.__name__}", (mixin, original), {})
+    module.__class__ = registry[key]
+    module._tome_original_class = original
+
+
+class ScheduleProperty:
+    """``model.r = 16`` (or a schedule) validates and stores the schedule in ``model._tome``."""
+
+    @property
+    def r(self):
+        return self._tome.r
+
+    @r.setter
+    def r(self, value):
+        parse_r(value, self._tome_num_layers())  # fail now, not at the next forward
+        self._tome.r = value
+
+
+def run_blocks(blocks, x: torch.Tensor, info: ToMeInfo, checkpointing: bool = False) -> torch.Tensor:
+    """Run patched blocks with their per-layer ``r``; record sizes, sources and token counts."""
+    rs = parse_r(info.r, len(blocks))
+    batch, num_tokens = x.shape[:2]
+    size = None
+    source = None
+    if info.trace_source:
+        source = torch.eye(num_tokens, device=x.device, dtype=x.dtype)[None].expand(batch, -1, -1)
+    groups = None
+    if info.groups is not None:
+        if info.groups.shape[-1] != num_tokens:
+            raise ValueError(f"ToMe groups label {info.groups.shape[-1]} tokens but the model has "
+                             f"{num_tokens}")
+        groups = info.groups.to(x.device).expand(batch, -1)
+    tokens = []
+    for blk, r in zip(blocks, rs):
+        if checkpointing and torch.is_grad_enabled():
+            x, size, source, groups = torch.utils.checkpoint.checkpoint(
+                blk.tome_forward, x, size, source, groups, r, use_reentrant=False)
+        else:
+            x, size, source, groups = blk.tome_forward(x, size, source, groups, r)
+        tokens.append(x.shape[1])
+    info.size, info.source, info.tokens = size, source, tokens
+    return x
+
+
+def unpatch(model: torch.nn.Module) -> torch.nn.Module:
+    """Restore every module of a patched model to its original class and drop the ToMe state."""
+    for module in model.modules():
+        original = getattr(module, "_tome_original_class", None)
+        if original is not None:
+            module.__class__ = original
+            del module._tome_original_class
+        if "_tome" in module.__dict__:
+            del module.__dict__["_tome"]
+    return model

@@ -1,0 +1,78 @@
+"""ToMe for torchvision's ``VisionTransformer`` (the SWAG models are this class with SWAG weights).
+
+torchvision's blocks use ``nn.MultiheadAttention``; the patch reads its fused in-projection weights
+and runs the same attention through scaled_dot_product_attention, with the log-size bias.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.models.vision_transformer import Encoder, EncoderBlock, VisionTransformer
+
+from ..attention import attend, pick_metric, size_bias
+from ..merge import merge_step
+from ..state import ToMeInfo
+from .common import ScheduleProperty, run_blocks, swap_class
+
+_CLASSES: dict = {}
+
+
+def _mha_forward(mha: torch.nn.MultiheadAttention, x: torch.Tensor, size, prop_attn: bool,
+                 metric: str, training: bool):
+    batch, num_tokens, dim = x.shape
+    heads = mha.num_heads
+    qkv = F.linear(x, mha.in_proj_weight, mha.in_proj_bias)
+    q, k, v = qkv.reshape(batch, num_tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    bias = size_bias(size, q.dtype) if prop_attn else None
+    out = attend(q, k, v, bias, mha.dropout if training else 0.0)
+    out = F.linear(out.transpose(1, 2).reshape(batch, num_tokens, dim), mha.out_proj.weight,
+                   mha.out_proj.bias)
+    return out, pick_metric(metric, x, q, k, v)
+
+
+class ToMeEncoderBlockMixin:
+    def tome_forward(self, x, size, source, groups, r: int):
+        info = self._tome
+        h, metric = _mha_forward(self.self_attention, self.ln_1(x), size, info.prop_attn,
+                                 info.metric, self.training)
+        x = x + self.dropout(h)
+        if r > 0:
+            x, size, source, groups = merge_step(x, metric, r, size, source, groups,
+                                                 protected=info.protected, mode=info.mode,
+                                                 matching=info.matching)
+        return x + self.mlp(self.ln_2(x)), size, source, groups
+
+
+class ToMeEncoderMixin:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(input + self.pos_embedding)
+        return self.ln(run_blocks(self.layers, x, self._tome))
+
+
+class ToMeTorchvisionViTMixin(ScheduleProperty):
+    def _tome_num_layers(self) -> int:
+        return len(self.encoder.layers)
+
+
+def patch_torchvision(model: VisionTransformer, trace_source: bool = False, prop_attn: bool = True,
+                      metric: str = "k", mode: str = "wavg",
+                      matching: str = "bipartite") -> VisionTransformer:
+    """Patch a torchvision ViT in place; then set ``model.r``. State is in ``model._tome``."""
+    if not isinstance(model, VisionTransformer):
+        raise ValueError(f"tome.patch.torchvision supports torchvision VisionTransformer, got "
+                         f"{type(model).__name__}")
+    for i, blk in enumerate(model.encoder.layers):
+        if getattr(blk, "_tome_original_class", type(blk)) is not EncoderBlock:
+            raise ValueError(f"tome.patch.torchvision: layer {i} is {type(blk).__name__}, "
+                             f"expected EncoderBlock")
+    old = getattr(model, "_tome", None)
+    info = ToMeInfo(r=old.r if old else 0, protected=1, prop_attn=prop_attn,
+                    trace_source=trace_source, metric=metric, mode=mode, matching=matching)
+    swap_class(model, ToMeTorchvisionViTMixin, _CLASSES)
+    swap_class(model.encoder, ToMeEncoderMixin, _CLASSES)
+    model._tome = info
+    model.encoder._tome = info
+    for blk in model.encoder.layers:
+        swap_class(blk, ToMeEncoderBlockMixin, _CLASSES)
+        blk._tome = info
+    return model
