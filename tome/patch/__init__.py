@@ -3,11 +3,15 @@
     import tome
     tome.patch.timm(model)          # timm VisionTransformer and subclasses
     tome.patch.torchvision(model)   # torchvision VisionTransformer (SWAG)
+    tome.patch.video(model)         # space-time tokens of a video ViT
+    tome.patch.audio(model, band=2) # spectrogram ViT, optionally merging within bands only
     model.r = 16                    # or (16, -1), or a per-layer list
     tome.unpatch(model)             # back to the original model
 """
 from .common import unpatch
 from .timm_vit import patch_timm as timm
 from .torchvision_vit import patch_torchvision as torchvision
+from ..spatiotemporal import patch_video as video  # noqa: E402
+from ..spectrogram import patch_audio as audio  # noqa: E402
 
-__all__ = ["timm", "torchvision", "unpatch"]
+__all__ = ["timm", "torchvision", "video", "audio", "unpatch"]

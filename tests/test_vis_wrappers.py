@@ -1,0 +1,90 @@
+"""Pictures of merged groups and the audio/video wrappers' source maps."""
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+import tome
+from tome.paint import groups_on_grid, paint_groups
+from tome.spectrogram import band_labels, paint_spectrogram, spectrogram_groups
+from tome.vis import main as vis_main
+
+
+def audio_like_model():
+    # (time, freq) = (64, 32) input, 8x8 patches -> 8 x 4 grid, one channel, avg pooling
+    return timm.create_model("vit_small_patch16_224", pretrained=False, img_size=(64, 32),
+                             patch_size=8, in_chans=1, embed_dim=48, depth=3, num_heads=3,
+                             num_classes=5, global_pool="avg", fc_norm=True).eval()
+
+
+def test_paint_groups_colours_and_borders():
+    image = np.zeros((4, 4, 3), dtype=np.uint8)
+    image[:, 2:] = 200
+    groups = np.array([[0, 1], [0, 1]])
+    out = paint_groups(image, groups)
+    assert out.shape == (4, 4, 3)
+    assert (out[:, 0] == 0).all() and (out[:, 3] == 200).all()
+    assert (out[:, 2] == 0).all()  # border where the group changes
+    with pytest.raises(ValueError, match="not a multiple"):
+        paint_groups(np.zeros((5, 4, 3), np.uint8), groups)
+
+
+def test_groups_on_grid_checks_shape():
+    source = torch.eye(5)
+    assert groups_on_grid(source, (2, 2)).tolist() == [[1, 2], [3, 4]]
+    with pytest.raises(ValueError, match="grid"):
+        groups_on_grid(source, (3, 2))
+
+
+def test_vis_command_writes_png(tmp_path):
+    out = tmp_path / "vis.png"
+    vis_main(["--model", "vit_tiny_patch16_224", "--r", "8", "--out", str(out)])
+    img = Image.open(out)
+    assert img.size == (224 * 2 + 8, 224)
+
+
+def test_band_labels_layout_and_errors():
+    labels = band_labels((4, 4), 1, band=2)
+    assert labels[0] == -1
+    assert labels[1:].reshape(4, 4).tolist() == [[0, 0, 1, 1]] * 4
+    window = band_labels((4, 4), 1, window=2)[1:].reshape(4, 4)
+    assert window[:, 0].tolist() == [0, 0, 1, 1]
+    assert band_labels((4, 4), 1) is None
+    for kwargs, match in ((dict(band=1), "at least 2"), (dict(band=9), r"\[1, 4\]"),
+                          (dict(window=0), r"\[1, 4\]"), (dict(band=2.5), "integer")):
+        with pytest.raises(ValueError, match=match):
+            band_labels((4, 4), 1, **kwargs)
+
+
+@pytest.mark.parametrize("band, window", [(2, None), (None, 4), (2, 4)])
+def test_band_restricted_merging_never_crosses(band, window):
+    model = tome.patch.audio(audio_like_model(), trace_source=True, band=band, window=window)
+    model.r = 4
+    with torch.no_grad():
+        model(torch.randn(3, 1, 64, 32))
+    info = model._tome
+    assert info.tokens[-1] < 33
+    labels = info.groups[1:]
+    for b in range(3):
+        owner = spectrogram_groups(info.source[b], (8, 4)).flatten()
+        for tok in owner.unique():
+            assert labels[owner == tok].unique().numel() == 1
+
+
+def test_spectrogram_picture():
+    model = tome.patch.audio(audio_like_model(), trace_source=True)
+    model.r = 4
+    fbank = torch.randn(64, 32)
+    with torch.no_grad():
+        model(fbank[None, None])
+    groups = spectrogram_groups(model._tome.source[0], (8, 4))
+    picture = paint_spectrogram(fbank.numpy(), groups)
+    assert picture.shape == (32, 64, 3) and picture.dtype == np.uint8
+
+
+def test_patch_audio_and_video_need_their_grids():
+    with pytest.raises(ValueError, match="time, freq"):
+        tome.patch.audio(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="frames, rows, cols"):
+        tome.patch.video(audio_like_model())
