@@ -1,0 +1,157 @@
+"""Compare runs: a table (markdown + CSV) and an accuracy-versus-speed-up plot (PNG).
+
+    python launch/compare.py runs/demo_image                  # every run under a directory
+    python launch/compare.py runs/a runs/b --out report/ab    # several runs side by side
+
+Each row is one evaluated r of one run (from its results.jsonl). Speed-up is throughput over the
+same run's r=0 throughput (measured in the same process), so it compares across machines; where a
+config names a published row (``paper: <id>``), the paper's numbers sit beside ours.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import yaml  # noqa: E402
+
+from launch.paper import ROWS, row as paper_row  # noqa: E402
+from launch.runlog import read_jsonl  # noqa: E402
+
+METRICS = ("acc1", "acc5", "map", "mauc", "view_acc1")
+COLUMNS = ["run", "task", "model", "train_r", "r", "metric", "value", "throughput", "speedup",
+           "gflops", "tokens_out", "skipped_files", "paper_base", "paper_tome", "paper_speedup",
+           "paper_source"]
+
+
+def find_runs(paths) -> list[str]:
+    runs = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such run directory: {path}")
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(d for d in dirnames if d not in ("tb", "submitit", "compare"))
+            if "results.jsonl" in filenames:
+                runs.append(dirpath)
+    return runs
+
+
+def collect(paths) -> list[dict]:
+    rows = []
+    for run_dir in find_runs(paths):
+        cfg = {}
+        if os.path.isfile(os.path.join(run_dir, "config.yaml")):
+            with open(os.path.join(run_dir, "config.yaml")) as f:
+                cfg = yaml.safe_load(f) or {}
+        results = read_jsonl(os.path.join(run_dir, "results.jsonl"))
+        base = next((r.get("throughput") for r in results if r["r"] == 0), None)
+        paper = paper_row(cfg["paper"]) if cfg.get("paper") in ROWS else None
+        for res in results:
+            metric = next((m for m in METRICS if m in res), None)
+            speed = res.get("throughput")
+            rows.append({
+                "run": run_dir, "task": cfg.get("task", ""), "model": (cfg.get("model") or {}).get("name", ""),
+                "train_r": (cfg.get("tome") or {}).get("r", ""), "r": res["r"], "metric": metric,
+                "value": res.get(metric), "throughput": speed,
+                "speedup": speed / base if speed and base else None, "gflops": res.get("gflops"),
+                "tokens_out": res.get("tokens_out"), "skipped_files": res.get("skipped_files", 0),
+                "paper_base": paper["base"] if paper else None,
+                "paper_tome": paper["tome"] if paper and res["r"] == paper["r"] else None,
+                "paper_speedup": paper["speedup"] if paper and res["r"] == paper["r"] else None,
+                "paper_source": paper["source"] if paper else "",
+            })
+    return rows
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def markdown(rows: list[dict], root: str = "") -> str:
+    shown = [c for c in COLUMNS if c != "paper_source" and any(r.get(c) not in (None, "") for r in rows)]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    for r in rows:
+        cells = dict(r, run=os.path.relpath(r["run"], root) if root else r["run"])
+        lines.append("| " + " | ".join(_cell(cells.get(c)) for c in shown) + " |")
+    sources = sorted({r["paper_source"] for r in rows if r["paper_source"]})
+    if sources:
+        lines.append("")
+        lines += [f"Paper numbers: {s}." for s in sources]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    runs = sorted({r["run"] for r in rows})
+    prefix = os.path.commonpath(runs) if len(runs) > 1 else os.path.dirname(runs[0]) if runs else ""
+    for run in runs:
+        pts = sorted((r["speedup"], r["value"], r["r"]) for r in rows
+                     if r["run"] == run and r["speedup"] is not None and r["value"] is not None)
+        if not pts:
+            continue
+        xs, ys, rs = zip(*pts)
+        ax.plot(xs, ys, "o-", label=os.path.relpath(run, prefix) if prefix else run)
+        for x, y, r in pts:
+            ax.annotate(f"r={r}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    papers = {(r["paper_base"], r["paper_tome"], r["paper_speedup"]) for r in rows if r["paper_tome"]}
+    for base, value, speed in papers:
+        ax.plot([1.0, speed], [base, value], "k*--", alpha=0.6, label="paper")
+    metric = next((r["metric"] for r in rows if r["metric"]), "metric")
+    ax.set_xlabel("speed-up over r=0 (same run, same machine)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(paths, out_prefix: str) -> dict:
+    rows = collect(paths)
+    if not rows:
+        raise FileNotFoundError(f"no results.jsonl under {', '.join(paths)}")
+    os.makedirs(os.path.dirname(out_prefix) or ".", exist_ok=True)
+    root = os.path.commonpath([os.path.abspath(p) for p in paths])
+    table = markdown(rows, root if len(paths) == 1 else "")
+    with open(out_prefix + ".md", "w") as f:
+        f.write(table + "\n")
+    with open(out_prefix + ".csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
+    plot(rows, out_prefix + ".png")
+    return {"rows": rows, "markdown": table,
+            "paths": [out_prefix + ext for ext in (".md", ".csv", ".png")]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run directories or their parents")
+    parser.add_argument("--out", help="output prefix (default: <first path>/compare)")
+    args = parser.parse_args(argv)
+    try:
+        report = write_report(args.runs, args.out or os.path.join(args.runs[0], "compare"))
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report["markdown"])
+    print(f"written: {', '.join(report['paths'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

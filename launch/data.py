@@ -1,0 +1,79 @@
+"""Deterministic, resumable data order for every modality.
+
+Each training sample is drawn with its own seed, a function of (run seed, epoch, position), and
+the dataset wrapper seeds the random generators from it before building the sample. The data and
+the augmentation of every step are then fixed by the config alone: a run resumed from a mid-epoch
+checkpoint sees exactly the batches the uninterrupted run would have seen, whatever the number of
+loader workers.
+"""
+from __future__ import annotations
+
+import random
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+def _mix(*values: int) -> int:
+    return int(np.random.SeedSequence([v & 0xFFFFFFFF for v in values]).generate_state(1)[0])
+
+
+class EpochSampler(Sampler):
+    """Yields ``(index, sample_seed)``; shards over processes; can start mid-epoch.
+
+    ``weights`` (optional) switches to weighted sampling with replacement (class balancing).
+    """
+
+    def __init__(self, size: int, rank: int = 0, world: int = 1, seed: int = 0, shuffle: bool = True,
+                 weights: Optional[torch.Tensor] = None, num_samples: Optional[int] = None):
+        self.size, self.rank, self.world, self.seed, self.shuffle = size, rank, world, seed, shuffle
+        self.weights = weights
+        total = num_samples or size
+        self.per_rank = total // world if shuffle else len(range(rank, size, world))
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.rank, self.size, self.world)
+        g = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+        total = self.per_rank * self.world
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, total, replacement=True, generator=g)
+        else:
+            order = torch.randperm(self.size, generator=g)[:total]
+        return order[self.rank::self.world]
+
+    def __iter__(self):
+        order = self._order()
+        for pos in range(self.start, len(order)):
+            yield int(order[pos]), _mix(self.seed, self.epoch, self.rank, pos)
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start
+
+
+class SeededDataset(Dataset):
+    """Seeds python, numpy and torch from the sampler's per-sample seed, then builds the sample."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, tuple) else (key, key)
+        random.seed(seed)
+        np.random.seed(seed % (2 ** 32))
+        torch.manual_seed(seed)
+        return self.dataset[index]
+
+
+def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    """Seed for the model's own randomness (dropout, drop path, mixup) at one training step."""
+    return _mix(seed, epoch, step, rank, 7)

@@ -1,0 +1,335 @@
+"""The one training and evaluation loop, for every modality.
+
+A run (one config, one run directory) does:
+  1. fine-tuning with merging at ``tome.r`` for ``train.epochs`` epochs (skipped when 0), with
+     periodic atomic checkpoints; a restarted run resumes from its directory and ends with the same
+     weights and metrics as an uninterrupted one;
+  2. evaluation at every ``tome.eval_r``: the task's metrics, measured throughput, analytic GFLOPs
+     and tokens left, one row each in results.jsonl (already-written rows are kept on resume).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+import tome
+from tome.flops import model_gflops
+
+from . import checkpoint as ckpt
+from . import distributed
+from .config import Config, schedule
+from .data import EpochSampler, SeededDataset, step_seed
+from .mixup import Mixup
+from .optim import build_optimizer, lr_at, set_lr
+from .runlog import RunLog, fmt, previous_results
+from .tasks import get_task
+
+
+class Interrupted(RuntimeError):
+    """Raised by the test hook ``stop_after_steps`` to simulate a preemption."""
+
+
+def _autocast(device: torch.device, amp: str):
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _num_layers(model) -> int:
+    return model._tome_num_layers()
+
+
+def _loss(task, logits, soft_targets):
+    if isinstance(logits, tuple):  # distilled models in distillation mode: average both heads
+        logits = (logits[0] + logits[1]) / 2
+    logits = logits.float()
+    if task.multilabel:
+        return F.binary_cross_entropy_with_logits(logits, soft_targets)
+    return torch.sum(-soft_targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
+
+
+def _flatten_views(x: torch.Tensor, y: torch.Tensor, sample_dims: int):
+    """Repeated augmentation gives [B, k, ...] inputs: fold k into the batch."""
+    if x.dim() == sample_dims + 2:
+        k = x.shape[1]
+        return x.flatten(0, 1), y.repeat_interleave(k, dim=0)
+    return x, y
+
+
+class EMA:
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                self.shadow[k].copy_(v)
+
+
+def _loader(dataset, sampler, batch_size, workers, drop_last):
+    return DataLoader(SeededDataset(dataset), batch_size=batch_size, sampler=sampler,
+                      num_workers=workers, drop_last=drop_last, pin_memory=False,
+                      persistent_workers=False)
+
+
+@torch.no_grad()
+def evaluate(model, task, cfg: Config, dataset, env) -> dict:
+    """Task metrics over the whole evaluation set (gathered from every process)."""
+    model.eval()
+    sampler = EpochSampler(len(dataset), env.rank, env.world_size, shuffle=False)
+    loader = _loader(dataset, sampler, cfg.eval.batch_size, cfg.launch.num_workers, False)
+    scores, targets, index, skipped = [], [], [], 0
+    for batch in loader:
+        x = batch["input"].to(env.device)
+        with _autocast(env.device, cfg.train.amp):
+            out = model(x)
+        scores.append(out.float())
+        targets.append(batch["target"].to(env.device))
+        index.append(batch["index"].to(env.device))
+        skipped += int(batch["skipped"].sum())
+    scores = distributed.gather_cat(torch.cat(scores))
+    targets = distributed.gather_cat(torch.cat(targets))
+    index = distributed.gather_cat(torch.cat(index))
+    skipped_t = distributed.all_reduce_sum(torch.tensor([skipped], device=env.device))
+    metrics = task.metrics(scores.cpu(), targets.cpu(), index.cpu())
+    metrics["skipped_files"] = int(skipped_t.item())
+    return metrics
+
+
+@torch.no_grad()
+def measure_throughput(model, shape, cfg: Config, device) -> dict:
+    """Samples per second of the model alone on synthetic input (after warm-up), plus GFLOPs."""
+    model.eval()
+    x = torch.randn(cfg.eval.throughput_batch, *shape, device=device)
+    with _autocast(device, cfg.train.amp):
+        for _ in range(max(cfg.eval.throughput_warmup, 1)):
+            model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(cfg.eval.throughput_iters):
+            model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+    return {"throughput": cfg.eval.throughput_batch * cfg.eval.throughput_iters / elapsed,
+            "tokens": list(model._tome.tokens)}
+
+
+def _tokens_in(model, shape, device) -> int:
+    """Tokens entering the first block (one forward at r=0 with a single sample)."""
+    info = model._tome
+    saved = info.r
+    info.r = 0
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, *shape, device=device))
+    info.r = saved
+    return info.tokens[0]
+
+
+def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=None):
+    """Fine-tune with merging at ``tome.r``; returns the (possibly EMA) evaluation weights."""
+    t = cfg.train
+    train_set = task.build_dataset(cfg, train=True)
+    val_set = task.build_dataset(cfg, train=False)
+    weights = task.train_weights(train_set, cfg)
+    sampler = EpochSampler(len(train_set), env.rank, env.world_size, t.seed, weights=weights)
+    steps_per_epoch = len(sampler) // t.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"train.batch_size {t.batch_size} x {env.world_size} processes exceeds the "
+                         f"{len(train_set)} training samples")
+    eff_batch = t.batch_size * t.accum_steps * env.world_size
+    base_lr = t.lr if t.lr is not None else t.blr * eff_batch / 256
+    optimizer = build_optimizer(model, t, _num_layers(model), base_lr)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=t.amp == "fp16" and env.device.type == "cuda")
+    ema = EMA(model, t.ema_decay) if t.ema else None
+    start_epoch, start_step = 0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema"):
+            ema.shadow = state["ema"]
+        start_epoch, start_step = state["epoch"], state["step"]
+        log.info(f"resumed from epoch {start_epoch} step {start_step}")
+    net = model
+    if env.world_size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+    sample_dims = len(task.input_shape(cfg))
+    model.r = schedule(cfg.tome, cfg.tome.r)
+    log.info(f"training {t.epochs} epochs x {steps_per_epoch} steps, lr {base_lr:.3g}, "
+             f"effective batch {eff_batch}, r={model.r}")
+
+    def save(epoch, step, done=False):
+        if env.is_main:
+            ckpt.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                              "ema": ema.shadow if ema is not None else {}, "epoch": epoch,
+                              "step": step, "train_done": done, "config": cfg.to_dict()},
+                             os.path.join(log.run_dir, ckpt.LAST))
+        distributed.barrier()
+
+    steps_run = 0
+    for epoch in range(start_epoch, t.epochs):
+        first = start_step if epoch == start_epoch else 0
+        sampler.set_epoch(epoch, first * t.batch_size)
+        loader = _loader(train_set, sampler, t.batch_size, cfg.launch.num_workers, True)
+        net.train()
+        totals = torch.zeros(3, device=env.device)  # loss sum, steps, skipped files
+        epoch_start = time.time()
+        for i, batch in enumerate(loader, start=first):
+            torch.manual_seed(step_seed(t.seed, epoch, i, env.rank))
+            mixup = Mixup(t.mixup, t.cutmix, t.mixup_prob, t.mixup_switch_prob, t.label_smoothing,
+                          task.num_classes(cfg), task.multilabel,
+                          np.random.default_rng(step_seed(t.seed, epoch, i, env.rank)))
+            lr = lr_at(epoch + i / steps_per_epoch, base_lr, t.min_lr, t.warmup_epochs, t.epochs)
+            set_lr(optimizer, lr)
+            x, y = _flatten_views(batch["input"].to(env.device), batch["target"].to(env.device),
+                                  sample_dims)
+            x, soft = mixup(x, y)
+            last_micro = (i + 1) % t.accum_steps == 0 or i + 1 == steps_per_epoch
+            sync = contextlib.nullcontext() if last_micro or env.world_size == 1 else net.no_sync()
+            with sync:
+                with _autocast(env.device, t.amp):
+                    loss = _loss(task, net(x), soft)
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {i}")
+                scaler.scale(loss / t.accum_steps).backward()
+            if last_micro:
+                if t.clip_grad is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update(model)
+            totals += torch.tensor([loss.item(), 1.0, float(batch["skipped"].sum())], device=env.device)
+            step_1000x = int((epoch + (i + 1) / steps_per_epoch) * 1000)
+            log.scalars({"train/loss": loss.item(), "train/lr": lr}, step_1000x)
+            steps_run += 1
+            if t.checkpoint_every and (i + 1) % t.checkpoint_every == 0 and i + 1 < steps_per_epoch:
+                save(epoch, i + 1)
+            if stop_after_steps is not None and steps_run >= stop_after_steps:
+                raise Interrupted(f"stopped after {steps_run} steps (test hook)")
+        distributed.all_reduce_sum(totals)
+        seconds = time.time() - epoch_start
+        record = {"epoch": epoch + 1, "train_loss": (totals[0] / totals[1]).item(), "lr": lr,
+                  "epoch_seconds": seconds, "skipped_files": int(totals[2].item()), "r": cfg.tome.r}
+        done = epoch + 1 == t.epochs
+        if (t.eval_every and (epoch + 1) % t.eval_every == 0) or done:
+            eval_model = _with_weights(model, ema, cfg.eval.use_ema)
+            metrics = evaluate(eval_model, task, cfg, val_set, env)
+            if eval_model is not model:
+                del eval_model
+            record.update({f"eval_{k}": v for k, v in metrics.items()})
+            log.scalars({f"eval/{k}": v for k, v in metrics.items()}, (epoch + 1) * 1000)
+        log.scalars({"train/epoch_seconds": seconds, "train/skipped_files": record["skipped_files"]},
+                    (epoch + 1) * 1000)
+        log.jsonl("log.jsonl", record)
+        log.info(f"epoch {epoch + 1}/{t.epochs} " + fmt(record, ["train_loss", "lr", "epoch_seconds",
+                                                                f"eval_{task.primary_metric}",
+                                                                "skipped_files"]))
+        save(epoch + 1, 0, done)
+    if env.world_size > 1:
+        del net
+    return _with_weights(model, ema, cfg.eval.use_ema)
+
+
+def _with_weights(model, ema, use_ema: bool):
+    if ema is None or not use_ema:
+        return model
+    import copy
+    clone = copy.deepcopy(model)
+    clone.load_state_dict(ema.shadow)
+    return clone
+
+
+def evaluate_sweep(model, task, cfg: Config, env, log: RunLog) -> list:
+    """Metrics, throughput, GFLOPs and tokens left at every ``tome.eval_r``."""
+    dataset = task.build_dataset(cfg, train=False)
+    shape = task.input_shape(cfg)
+    tokens_in = _tokens_in(model, shape, env.device)
+    done = previous_results(log.run_dir)
+    rows = []
+    for r in cfg.tome.eval_r:
+        key = json.dumps(r)
+        if key in done:
+            rows.append(done[key])
+            continue
+        model.r = schedule(cfg.tome, r)
+        metrics = evaluate(model, task, cfg, dataset, env)
+        speed = {}
+        if env.is_main and cfg.eval.throughput:
+            speed = measure_throughput(model, shape, cfg, env.device)
+        distributed.barrier()
+        if env.is_main:
+            tokens = speed.get("tokens") or model._tome.tokens
+            row = {"r": r, "inflection": cfg.tome.inflection, **metrics,
+                   "throughput": speed.get("throughput"), "gflops": model_gflops(model, tokens_in, tokens),
+                   "tokens_in": tokens_in, "tokens_out": tokens[-1], "device": str(env.device),
+                   "amp": cfg.train.amp, "batch": cfg.eval.throughput_batch}
+            rows.append(row)
+            log.jsonl("results.jsonl", row)
+            step = r if isinstance(r, int) else sum(r)
+            log.scalars({f"sweep/{k}": v for k, v in row.items() if k not in ("r",)}, step)
+            log.info(f"eval r={r}: " + fmt(row, [task.primary_metric, "throughput", "gflops",
+                                                 "tokens_out", "skipped_files"]))
+    return rows
+
+
+def run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
+    """Train (if asked) and evaluate one config in ``run_dir``; resumable."""
+    env = distributed.setup(cfg.launch.device)
+    task = get_task(cfg.task)
+    log = RunLog(run_dir, env.is_main)
+    try:
+        if env.is_main:
+            from .config import save as save_config
+            save_config(cfg, os.path.join(run_dir, "config.yaml"))
+        torch.manual_seed(cfg.train.seed)
+        model = task.build_model(cfg)
+        task.patch(model, cfg)
+        model.to(env.device)
+        state = ckpt.load_last(run_dir)
+        log.info(f"{cfg.task} run {run_dir} on {env.device} x {env.world_size}: "
+                 f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+        if cfg.train.epochs > 0:
+            if state is not None and state.get("train_done"):
+                model.load_state_dict(state["model"])
+                if cfg.eval.use_ema and state.get("ema"):
+                    model.load_state_dict(state["ema"])
+            else:
+                model = train(model, task, cfg, env, log, state, stop_after_steps)
+        rows = evaluate_sweep(model, task, cfg, env, log)
+        if env.is_main:
+            main_row = next((row for row in rows if row["r"] == cfg.tome.r), rows[0] if rows else {})
+            log.scalars({"speed/throughput": main_row.get("throughput") or 0.0,
+                         "tome/r": main_row.get("r") if isinstance(main_row.get("r"), int) else 0,
+                         "tome/tokens_out": main_row.get("tokens_out", 0),
+                         "tome/gflops": main_row.get("gflops", 0.0)}, 0)
+            log.hparams({"task": cfg.task, "model": getattr(cfg.model, "name", ""), "r": str(cfg.tome.r),
+                         "epochs": cfg.train.epochs, "blr": cfg.train.blr,
+                         "prop_attn": cfg.tome.prop_attn, "mode": cfg.tome.mode},
+                        {task.primary_metric: main_row.get(task.primary_metric, 0.0),
+                         "throughput": main_row.get("throughput") or 0.0})
+            with open(os.path.join(run_dir, "DONE"), "w") as f:
+                f.write("ok\n")
+        return rows
+    finally:
+        log.close()

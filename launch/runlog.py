@@ -1,0 +1,79 @@
+"""Everything a run writes for people and tools: text log, JSON lines, TensorBoard.
+
+Files in a run directory:
+  config.yaml     the resolved config
+  log.txt         human-readable progress
+  log.jsonl       one JSON object per epoch (train stats and evaluation at the training r)
+  results.jsonl   one JSON object per evaluated r: metrics, throughput, GFLOPs, tokens left
+  tb/             TensorBoard events with the same tags in every modality:
+                  train/loss, train/lr, eval/<metric>, speed/throughput, tome/r, tome/tokens_out,
+                  tome/gflops, and sweep/<metric> over r (step = r) for the evaluation sweep.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+
+class RunLog:
+    def __init__(self, run_dir: str, enabled: bool):
+        self.run_dir, self.enabled = run_dir, enabled
+        self.writer = None
+        self.start = time.time()
+        if enabled:
+            os.makedirs(run_dir, exist_ok=True)
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(os.path.join(run_dir, "tb"))
+
+    def info(self, message: str) -> None:
+        if not self.enabled:
+            return
+        line = f"[{time.strftime('%H:%M:%S')} +{time.time() - self.start:6.0f}s] {message}"
+        print(line, file=sys.stdout, flush=True)
+        with open(os.path.join(self.run_dir, "log.txt"), "a") as f:
+            f.write(line + "\n")
+
+    def scalars(self, values: dict, step: int, prefix: str = "") -> None:
+        if self.writer is None:
+            return
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"{prefix}{key}", value, step)
+
+    def jsonl(self, name: str, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(os.path.join(self.run_dir, name), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def hparams(self, hparams: dict, metrics: dict) -> None:
+        if self.writer is None:
+            return
+        clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()}
+        self.writer.add_hparams(clean, {f"hparam/{k}": v for k, v in metrics.items()
+                                        if isinstance(v, (int, float))}, run_name=".")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_jsonl(path: str) -> list:
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def previous_results(run_dir: str) -> dict:
+    """Results already written by an earlier attempt of this run, keyed by r (for resuming)."""
+    return {json.dumps(row["r"]): row for row in read_jsonl(os.path.join(run_dir, "results.jsonl"))}
+
+
+def fmt(metrics: dict, keys: Optional[list] = None) -> str:
+    keys = keys or list(metrics)
+    return " ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+                    for k in keys if k in metrics)

@@ -1,0 +1,155 @@
+"""Run any experiment config through submitit: SLURM where there is one, this machine otherwise.
+
+    python launch/submit.py video/configs/vitl_k400.yaml                    # the recipe
+    python launch/submit.py image/configs/demo.yaml train.epochs=2          # overrides
+    python launch/submit.py CONFIG --cluster debug                          # in this process
+    python launch/submit.py CONFIG --dry-run                                # validate and list runs
+
+Every run of the config (stages x sweep values) is validated, and its data prepared, before the
+first job is submitted. On SLURM the command prints job ids and log paths and returns (stages are
+chained with afterok dependencies, sweeps are job arrays); on the local executor it runs the jobs
+one after another, streams their logs, then writes the comparison table and plot.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+if __package__ in (None, ""):  # `python launch/submit.py` from a checkout
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from launch.config import load_yaml, parse_override, set_dotted  # noqa: E402
+from launch.errors import ConfigError  # noqa: E402
+from launch.job import Job  # noqa: E402
+from launch.plan import expand  # noqa: E402
+from launch.tasks import get_task  # noqa: E402
+
+
+def pick_cluster(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "slurm" if shutil.which("sbatch") and shutil.which("srun") else "local"
+
+
+def make_executor(cfg, cluster: str, folder: str, array_size: int = 1):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    if cluster == "slurm":
+        s = cfg.slurm
+        params = dict(nodes=s.nodes, tasks_per_node=max(s.gpus_per_node, 1), gpus_per_node=s.gpus_per_node,
+                      cpus_per_task=s.cpus_per_task, timeout_min=s.timeout_min, name=cfg.name,
+                      slurm_array_parallelism=min(s.max_parallel, array_size),
+                      slurm_signal_delay_s=120)
+        for key in ("partition", "account", "qos", "constraint"):
+            if getattr(s, key):
+                params[f"slurm_{key}"] = getattr(s, key)
+        if s.mem_gb:
+            params["mem_gb"] = s.mem_gb
+        executor.update_parameters(**params)
+    elif cluster == "local":
+        executor.update_parameters(timeout_min=cfg.slurm.timeout_min, name=cfg.name,
+                                   tasks_per_node=cfg.launch.tasks_per_node,
+                                   gpus_per_node=0 if cfg.launch.device == "cpu" else None)
+    return executor
+
+
+def _stream(job, poll: float = 1.0) -> None:
+    """Print a local job's log as it grows, until the job ends; raise if it failed."""
+    seen = 0
+    path = str(job.paths.stdout)
+    while True:
+        finished = job.done()
+        if os.path.exists(path):
+            with open(path) as f:
+                f.seek(seen)
+                chunk = f.read()
+                seen += len(chunk)
+            if chunk:
+                print(chunk, end="", flush=True)
+        if finished:
+            break
+        time.sleep(poll)
+    job.result()  # re-raises the job's error with its traceback
+
+
+def build_plan(config_path: str, overrides):
+    raw = load_yaml(config_path)
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(raw, key, value)
+    plan = expand(raw)
+    for stage in plan:
+        for run in stage:
+            get_task(run.cfg.task).prepare(run.cfg)
+    return plan
+
+
+def submit(config_path: str, overrides=(), cluster: str = None, dry_run: bool = False,
+           compare: bool = True) -> list:
+    plan = build_plan(config_path, overrides)
+    first = plan[0][0].cfg
+    cluster = pick_cluster(cluster or first.launch.cluster)
+    root = os.path.join(first.launch.out_dir, first.name)
+    total = sum(len(s) for s in plan)
+    print(f"{first.name}: {total} run(s) in {len(plan)} stage(s) under {root} ({cluster})")
+    for stage in plan:
+        for run in stage:
+            print(f"  {run.run_dir}")
+    if dry_run:
+        return []
+    folder = os.path.join(root, "submitit", "%j")
+    jobs, previous = [], []
+    for stage in plan:
+        runs = stage
+        if cluster == "slurm":
+            executor = make_executor(runs[0].cfg, cluster, folder, len(runs))
+            if previous:
+                executor.update_parameters(
+                    slurm_additional_parameters={"dependency": "afterok:" + ":".join(j.job_id for j in previous)})
+            with executor.batch():
+                stage_jobs = [executor.submit(Job(), r.cfg.to_dict(), r.run_dir) for r in runs]
+            for r, j in zip(runs, stage_jobs):
+                print(f"submitted {j.job_id}: {r.run_dir}\n  log: {j.paths.stdout}")
+            previous = stage_jobs
+            jobs += stage_jobs
+            continue
+        for r in runs:  # local / debug: one run at a time on this machine
+            executor = make_executor(r.cfg, cluster, folder)
+            job = executor.submit(Job(), r.cfg.to_dict(), r.run_dir)
+            print(f"=== {r.run_dir} (job {job.job_id})", flush=True)
+            if cluster == "debug":
+                job.result()
+            else:
+                _stream(job)
+            jobs.append(job)
+    if cluster != "slurm" and compare:
+        from launch.compare import write_report
+        report = write_report([root], os.path.join(root, "compare"))
+        print(report["markdown"])
+        print(f"comparison written to {report['paths']}")
+    return jobs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Submit an experiment config (see module docstring).")
+    parser.add_argument("config", help="a YAML config, e.g. image/configs/demo.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. tome.r=16")
+    parser.add_argument("--cluster", choices=["auto", "slurm", "local", "debug"],
+                        help="override launch.cluster")
+    parser.add_argument("--dry-run", action="store_true", help="validate and list the runs only")
+    parser.add_argument("--no-compare", action="store_true", help="skip the comparison report")
+    args = parser.parse_args(argv)
+    try:
+        submit(args.config, args.overrides, args.cluster, args.dry_run, not args.no_compare)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""What a modality plugs into the engine: a dataset, a model builder, a loss and a metric.
+
+Each modality package defines one :class:`Task` subclass in its ``task.py``; the engine, the
+launcher and the comparison tools know nothing else about images, video or audio.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Optional
+
+import torch
+
+from .errors import ConfigError
+
+TASKS = {"image": "image.task:ImageTask", "video": "video.task:VideoTask",
+         "audio": "audio.task:AudioTask"}
+
+
+class Task:
+    name: str = ""
+    data_schema: type = None       # dataclass for the `data:` section
+    model_schema: type = None      # dataclass for the `model:` section
+    primary_metric: str = "acc1"   # what compare.py and "best" checkpoints rank by
+    multilabel: bool = False       # targets are multi-hot (BCE) rather than class ids
+
+    def prepare(self, cfg) -> None:
+        """Before submission: generate demo data if asked, check every path (ConfigError)."""
+
+    def build_dataset(self, cfg, train: bool) -> torch.utils.data.Dataset:
+        raise NotImplementedError
+
+    def build_model(self, cfg) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def patch(self, model: torch.nn.Module, cfg) -> torch.nn.Module:
+        """Apply the ToMe patch that fits this modality's models."""
+        raise NotImplementedError
+
+    def num_classes(self, cfg) -> int:
+        return cfg.model.num_classes
+
+    def input_shape(self, cfg) -> tuple:
+        """Shape of one input sample (without batch), used for throughput and FLOPs."""
+        raise NotImplementedError
+
+    def train_weights(self, dataset, cfg) -> Optional[torch.Tensor]:
+        """Per-sample weights for weighted sampling with replacement; None = uniform shuffling."""
+        return None
+
+    def metrics(self, scores: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> dict:
+        """Scores/targets of the whole evaluation set (all processes gathered)."""
+        raise NotImplementedError
+
+
+def get_task(name) -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
+    module, cls = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks=(1, 5)) -> dict:
+    """Top-k accuracy in percent for class-id targets."""
+    out = {}
+    top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
+    for k in ks:
+        hit = (top[:, :k] == targets[:, None]).any(dim=1).float().mean().item()
+        out[f"acc{k}"] = 100.0 * hit
+    return out
