@@ -1,0 +1,140 @@
+"""AudioSet-style clip dataset for Audio-MAE, and the public data API of the audio modality.
+
+The pieces live in small modules and are re-exported here:
+
+* ``audio.lists``    -- ``load_audio_list`` (AudioSet segment CSV or Audio-MAE JSON + label csv)
+* ``audio.features`` -- ``read_audio``, ``wav_to_fbank`` (Audio-MAE's Kaldi fbank + normalisation)
+* ``audio.sampling`` -- ``class_balanced_weights``, ``DistributedWeightedSampler``
+* ``audio.demo``     -- ``write_demo_audio`` (synthetic multi-label clips); CLI:
+  ``python -m audio.data demo ROOT [--classes 8 --clips 240 --seconds 2.5 --seed 0]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import torch
+import torchaudio
+from torch.utils.data import Dataset
+
+from launch.errors import ConfigError
+
+from .demo import CLASSES as DEMO_CLASSES
+from .demo import write_demo_audio
+from .features import padded_value, read_audio, wav_to_fbank
+from .lists import load_audio_list, read_label_csv, resolve_label_csv
+from .sampling import DistributedWeightedSampler, class_balanced_weights
+
+__all__ = [
+    "AudioClipDataset", "DistributedWeightedSampler", "class_balanced_weights", "load_audio_list",
+    "read_audio", "read_label_csv", "wav_to_fbank", "write_demo_audio",
+]
+
+log = logging.getLogger(__name__)
+
+
+class AudioClipDataset(Dataset):
+    """Clips from an AudioSet CSV or Audio-MAE JSON list as normalised fbank + multi-hot target.
+
+    Item: ``{"input": (1, target_length, mel_bins) float32, "target": (num_classes,) float32,
+    "index": int, "skipped": int}``. A file that cannot be read is logged and replaced by a random
+    other clip; ``index`` is the clip actually returned and ``skipped`` how many failed before it
+    (sum it over a run to report data loss). After ``1 + max_retries`` failures in a row the item
+    raises, since then the list or root is wrong rather than one file.
+
+    Training augmentation, as Audio-MAE's AudioSet fine-tuning: SpecAugment with
+    ``freq_mask``/``time_mask`` maximum widths; optionally ``roll`` (roll the waveform by a random
+    shift and scale it by Beta(10,10)+0.5) and ``noise`` (add small uniform noise to the fbank and
+    shift it by up to 10 frames). Evaluation (``train=False``) applies none of them.
+    """
+
+    def __init__(self, list_path, root=None, label_csv=None, train: bool = False,
+                 target_length: int = 1024, mel_bins: int = 128, freq_mask: int = 48,
+                 time_mask: int = 192, noise: bool = False, roll: bool = False, max_retries: int = 10):
+        if target_length <= 0 or mel_bins <= 0:
+            raise ConfigError(f"target_length={target_length}, mel_bins={mel_bins}; both must be positive")
+        # Mask widths only matter when training (evaluation never masks).
+        if train and not 0 <= freq_mask <= mel_bins:
+            raise ConfigError(f"freq_mask={freq_mask}; valid range is 0..mel_bins ({mel_bins})")
+        if train and not 0 <= time_mask <= target_length:
+            raise ConfigError(f"time_mask={time_mask}; valid range is 0..target_length ({target_length})")
+        if max_retries < 0:
+            raise ConfigError(f"max_retries={max_retries}; must be >= 0")
+        label_path = resolve_label_csv(list_path, root, label_csv)
+        self.items, self.num_classes = load_audio_list(list_path, root, label_path)
+        self.class_names = read_label_csv(label_path)[1]
+        self.train = train
+        self.target_length = target_length
+        self.mel_bins = mel_bins
+        self.noise = noise
+        self.roll = roll
+        self.max_retries = max_retries
+        self.freq_masking = torchaudio.transforms.FrequencyMasking(freq_mask) if train and freq_mask else None
+        self.time_masking = torchaudio.transforms.TimeMasking(time_mask) if train and time_mask else None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _roll_and_scale(self, waveform: torch.Tensor) -> torch.Tensor:
+        shift = int(torch.randint(0, waveform.shape[-1], ()))
+        # torch's RNG, not numpy's, so DataLoader workers get distinct draws.
+        scale = float(torch.distributions.Beta(10.0, 10.0).sample()) + 0.5
+        return torch.roll(waveform, shift, dims=-1) * scale
+
+    def _features(self, path: str) -> torch.Tensor:
+        waveform = read_audio(path)
+        if self.train and self.roll:
+            waveform = self._roll_and_scale(waveform - waveform.mean())
+        fbank = wav_to_fbank(waveform, target_length=self.target_length, mel_bins=self.mel_bins)
+        if self.train:
+            spec = fbank.t()[None]  # torchaudio masks expect (..., freq, time)
+            # Audio-MAE masks before normalising, so masked cells hold normalised zero.
+            if self.freq_masking is not None:
+                spec = self.freq_masking(spec, mask_value=padded_value())
+            if self.time_masking is not None:
+                spec = self.time_masking(spec, mask_value=padded_value())
+            fbank = spec[0].t()
+            if self.noise:
+                fbank = fbank + torch.rand_like(fbank) * float(torch.rand(())) / 10
+                fbank = torch.roll(fbank, int(torch.randint(-10, 10, ())), dims=0)
+        return fbank[None].contiguous()
+
+    def __getitem__(self, index: int) -> dict:
+        skipped = 0
+        while True:
+            path, labels = self.items[index]
+            try:
+                features = self._features(path)
+                break
+            except Exception as err:  # noqa: BLE001 -- any decode failure is one bad file
+                skipped += 1
+                if skipped > self.max_retries:
+                    raise RuntimeError(f"{skipped} audio files in a row could not be read (last {path}: "
+                                       f"{type(err).__name__}: {err}); check the clip list and root") from err
+                log.warning("unreadable audio file %s (%s: %s); using a random other clip instead",
+                            path, type(err).__name__, err)
+                index = int(torch.randint(0, len(self.items), ()))
+        target = torch.zeros(self.num_classes, dtype=torch.float32)
+        target[labels] = 1.0
+        return {"input": features, "target": target, "index": index, "skipped": skipped}
+
+
+def _main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m audio.data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="write the synthetic multi-label demo set into ROOT")
+    demo.add_argument("root")
+    demo.add_argument("--classes", type=int, default=8, help=f"2..{len(DEMO_CLASSES)}")
+    demo.add_argument("--clips", type=int, default=240, help="total clips; the last quarter is validation")
+    demo.add_argument("--seconds", type=float, default=2.5)
+    demo.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    paths = write_demo_audio(args.root, args.classes, args.clips, args.seconds, args.seed)
+    print(f"wrote {args.clips} clips in {time.perf_counter() - start:.1f}s: {', '.join(map(str, paths))}")
+
+
+if __name__ == "__main__":
+    _main()

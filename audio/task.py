@@ -1,0 +1,111 @@
+"""The audio modality for the engine: AudioSet lists, Kaldi fbank, Audio-MAE ViTs, multi-label
+training (BCE) and mAP / AUC / d-prime."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+import tome
+from launch.errors import ConfigError
+from launch.tasks import Task, check_checkpoint
+
+
+@dataclass
+class AudioData:
+    root: str = ""                       # audio files (AudioSet CSV lists look up <YTID>.wav here)
+    train_list: str = ""                 # AudioSet segments CSV or Audio-MAE JSON list
+    val_list: str = ""
+    label_csv: Optional[str] = None      # class_labels_indices.csv (default: beside the list)
+    target_length: int = 1024            # fbank frames (10 ms each)
+    mel_bins: int = 128
+    freq_mask: int = 48                  # SpecAugment (training only)
+    time_mask: int = 192
+    noise: bool = False
+    roll: bool = False
+    weighted_sampler: bool = False       # class-balanced sampling with replacement (AS-2M)
+    epoch_samples: Optional[int] = None  # samples per epoch with the weighted sampler
+    demo: bool = False                   # generate the synthetic multi-label clips into root
+    demo_classes: int = 8
+    demo_clips: int = 480
+
+
+@dataclass
+class AudioModel:
+    variant: str = "b"                   # micro | tiny | s | b | l
+    checkpoint: Optional[str] = None     # Audio-MAE pretrained / fine-tuned .pth, or ours
+    num_classes: int = 527
+    patch: int = 16
+    drop_path: float = 0.1
+
+    @property
+    def name(self) -> str:
+        return f"audio_vit_{self.variant}"
+
+
+class AudioTask(Task):
+    name = "audio"
+    data_schema = AudioData
+    model_schema = AudioModel
+    primary_metric = "map"
+    multilabel = True
+
+    def prepare(self, cfg) -> None:
+        d = cfg.data
+        if d.demo:
+            if not d.root:
+                raise ConfigError("data.root is empty; the demo needs a folder to write audio into")
+            from audio.data import write_demo_audio
+            if not (d.train_list and os.path.isfile(d.train_list)):
+                write_demo_audio(d.root, num_classes=d.demo_classes, clips=d.demo_clips)
+        if not os.path.isdir(d.root):
+            raise ConfigError(f"data.root {d.root!r} is not a directory of audio files")
+        from audio.data import load_audio_list
+        lists = ([("train_list", d.train_list)] if cfg.train.epochs > 0 else []) + [("val_list", d.val_list)]
+        for key, path in lists:
+            if not path:
+                raise ConfigError(f"data.{key} is empty; set it to an AudioSet CSV or a JSON list")
+            _, num_classes = load_audio_list(path, d.root, d.label_csv)
+            if num_classes != cfg.model.num_classes and not cfg.model.checkpoint:
+                raise ConfigError(f"model.num_classes={cfg.model.num_classes} but {path} has "
+                                  f"{num_classes} classes")
+        check_checkpoint(cfg.model.checkpoint, cfg)
+
+    def build_dataset(self, cfg, train: bool):
+        from audio.data import AudioClipDataset
+        d = cfg.data
+        return AudioClipDataset(d.train_list if train else d.val_list, d.root, d.label_csv, train=train,
+                                target_length=d.target_length, mel_bins=d.mel_bins,
+                                freq_mask=d.freq_mask, time_mask=d.time_mask,
+                                noise=d.noise and train, roll=d.roll and train)
+
+    def train_sampling(self, dataset, cfg) -> tuple:
+        if not cfg.data.weighted_sampler:
+            return None, None
+        from audio.data import class_balanced_weights
+        weights = torch.as_tensor(class_balanced_weights(dataset.items, dataset.num_classes))
+        return weights, cfg.data.epoch_samples
+
+    def build_model(self, cfg):
+        from audio.model import build_audio_vit, load_audiomae_checkpoint
+        m, d = cfg.model, cfg.data
+        model = build_audio_vit(m.variant, num_classes=m.num_classes, target_length=d.target_length,
+                                mel_bins=d.mel_bins, patch=m.patch, drop_path=m.drop_path)
+        if m.checkpoint:
+            load_audiomae_checkpoint(model, m.checkpoint)
+        return model
+
+    def patch(self, model, cfg):
+        t = cfg.tome
+        return tome.patch.audio(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
+                                matching=t.matching, band=t.band, window=t.window)
+
+    def input_shape(self, cfg) -> tuple:
+        return (1, cfg.data.target_length, cfg.data.mel_bins)
+
+    def metrics(self, scores, targets, index) -> dict:
+        from audio.metrics import multilabel_metrics
+        m = multilabel_metrics(torch.sigmoid(scores), targets)
+        return {"map": 100.0 * m["mAP"], "mauc": 100.0 * m["mAUC"], "d_prime": m["d_prime"]}

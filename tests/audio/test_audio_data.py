@@ -1,0 +1,232 @@
+import json
+import logging
+import math
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import torchaudio
+
+from audio.data import (AudioClipDataset, DistributedWeightedSampler, _main, class_balanced_weights,
+                        load_audio_list, read_audio, wav_to_fbank, write_demo_audio)
+from audio.features import padded_value
+from launch.errors import ConfigError
+
+MEAN, STD = -4.2677393, 4.5689974
+
+
+def _tone(seconds=1.0, rate=16000, freq=440.0):
+    t = torch.arange(int(seconds * rate)) / rate
+    return 0.3 * torch.sin(2 * math.pi * freq * t) + 0.05 * t + 0.1  # offset: mean removal matters
+
+
+def _reference_fbank(waveform, target_length):
+    # Audio-MAE's recipe spelled out step by step.
+    w = waveform[None] - waveform.mean()
+    fb = torchaudio.compliance.kaldi.fbank(w, htk_compat=True, sample_frequency=16000, use_energy=False,
+                                           window_type="hanning", num_mel_bins=128, dither=0.0,
+                                           frame_shift=10)
+    out = torch.zeros(target_length, 128)
+    n = min(target_length, fb.shape[0])
+    out[:n] = fb[:n]
+    return (out - MEAN) / (STD * 2)
+
+
+# --- features ---------------------------------------------------------------------------------
+
+def test_fbank_matches_kaldi_reference_with_padding_and_cropping():
+    wave = _tone()
+    padded = wav_to_fbank(wave, 16000, target_length=128)
+    assert padded.shape == (128, 128)
+    torch.testing.assert_close(padded, _reference_fbank(wave, 128))
+    # 1 s at 16 kHz is 98 frames (25 ms window, 10 ms shift); the rest is padding.
+    assert torch.allclose(padded[98:], torch.full((30, 128), (0 - MEAN) / (2 * STD)))
+    assert padded_value() == pytest.approx(4.2677393 / 9.1379948)
+    cropped = wav_to_fbank(wave, 16000, target_length=40, mel_bins=128)
+    torch.testing.assert_close(cropped, padded[:40])
+
+
+def test_read_audio_mixes_to_mono_and_resamples(tmp_path):
+    wave = _tone(0.5, 8000, 300.0).numpy()
+    stereo = np.stack([wave, np.zeros_like(wave)], axis=1)
+    soundfile.write(tmp_path / "a.wav", stereo, 8000, subtype="FLOAT")
+    out = read_audio(tmp_path / "a.wav")
+    assert out.shape == (1, 8000)  # 0.5 s at 16 kHz
+    expected = torchaudio.functional.resample(torch.from_numpy(wave / 2).float()[None], 8000, 16000)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    # wav_to_fbank resamples and mixes the same way when handed raw samples.
+    raw = torch.from_numpy(stereo.T.copy()).float()
+    torch.testing.assert_close(wav_to_fbank(raw, 8000, 64), wav_to_fbank(expected, 16000, 64))
+
+
+# --- demo set and lists -----------------------------------------------------------------------
+
+def test_demo_set_is_real_audio_multilabel_and_deterministic(demo_set, tmp_path):
+    entries = json.loads(demo_set["train"].read_text())["data"]
+    assert len(entries) == 12 and len(json.loads(demo_set["val"].read_text())["data"]) == 4
+    assert {len(e["labels"].split(",")) for e in entries} <= {1, 2, 3}
+    assert any(len(e["labels"].split(",")) > 1 for e in entries)
+    data, rate = soundfile.read(demo_set["root"] / entries[0]["wav"])
+    assert rate == 16000 and data.shape == (8000,) and np.abs(data).max() > 0.05
+    again = write_demo_audio(tmp_path, num_classes=4, clips=16, seconds=0.5, seed=0)
+    assert again[0].read_text() == demo_set["train"].read_text()
+    assert (tmp_path / entries[0]["wav"]).read_bytes() == (demo_set["root"] / entries[0]["wav"]).read_bytes()
+
+
+def test_demo_cli(tmp_path, capsys):
+    _main(["demo", str(tmp_path), "--classes", "3", "--clips", "4", "--seconds", "0.2"])
+    items, k = load_audio_list(tmp_path / "train.json", tmp_path, tmp_path / "class_labels_indices.csv")
+    assert k == 3 and len(items) == 3 and "wrote 4 clips" in capsys.readouterr().out
+
+
+def test_json_list_and_multi_hot_items(demo_set):
+    items, k = load_audio_list(demo_set["val"], demo_set["root"], demo_set["labels"])
+    assert k == 4 and len(items) == 4
+    # Without root, relative paths resolve against the JSON file's folder.
+    assert load_audio_list(demo_set["val"], None, demo_set["labels"])[0] == items
+    ds = AudioClipDataset(demo_set["val"], demo_set["root"], train=False, target_length=64)
+    item = ds[1]
+    assert item["input"].shape == (1, 64, 128) and item["input"].dtype == torch.float32
+    assert item["target"].shape == (4,) and item["index"] == 1 and item["skipped"] == 0
+    assert item["target"].nonzero().flatten().tolist() == items[1][1]
+    torch.testing.assert_close(ds[1]["input"], item["input"])  # evaluation is deterministic
+    # The loader's features are exactly wav_to_fbank of the file.
+    wave, _ = soundfile.read(items[1][0], dtype="float32")
+    torch.testing.assert_close(item["input"][0], wav_to_fbank(torch.from_numpy(wave), 16000, 64))
+
+
+def test_train_augmentation_masks_with_normalised_zero(demo_set):
+    torch.manual_seed(0)
+    ds = AudioClipDataset(demo_set["train"], demo_set["root"], train=True, target_length=64,
+                          freq_mask=30, time_mask=20, noise=True, roll=True)
+    assert ds[0]["input"].shape == (1, 64, 128)
+    plain = AudioClipDataset(demo_set["train"], demo_set["root"], train=True, target_length=64,
+                             freq_mask=30, time_mask=0)
+    masked_rows = 0
+    for _ in range(5):
+        x = plain[0]["input"][0]
+        masked_rows += int((x == padded_value()).all(dim=0).sum())  # whole mel bins masked
+    assert masked_rows > 0
+
+
+def _write_label_csv(path):
+    path.write_text('index,mid,display_name\n0,/m/0a,"Speech"\n1,/m/0b,"Dog, bark"\n2,/t/dd1,"Music"\n')
+    return path
+
+
+def test_audioset_segment_csv(demo_set, tmp_path, caplog):
+    src = demo_set["root"] / "audio" / "train_0000.wav"
+    root = tmp_path / "clips"
+    root.mkdir()
+    for name in ("abc.wav", "Ydef.wav", "ghi_30_40.wav", "jkl_30000.wav"):
+        (root / name).write_bytes(src.read_bytes())
+    data, rate = soundfile.read(src)
+    soundfile.write(root / "mno.flac", data, rate)
+    seg = tmp_path / "balanced_train_segments.csv"
+    seg.write_text(
+        "# Segments csv created Sun Mar  5 10:54:31 2017\n"
+        "# num_ytids=6, num_segs=6, num_unique_labels=3, num_positive_labels=8\n"
+        "# YTID, start_seconds, end_seconds, positive_labels\n"
+        'abc, 0.000, 10.000, "/m/0a,/m/0b"\n'
+        'def, 10.000, 20.000, "/t/dd1"\n'
+        'ghi, 30.000, 40.000, "/m/0b"\n'
+        'jkl, 30.000, 40.000, "/m/0a"\n'
+        'mno, 0.000, 10.000, "/m/0a,/t/dd1"\n'
+        'gone, 0.000, 10.000, "/m/0a"\n')
+    _write_label_csv(tmp_path / "class_labels_indices.csv")  # found beside the list
+    with caplog.at_level(logging.WARNING):
+        items, k = load_audio_list(seg, root)
+    assert k == 3
+    assert [(p.split("/")[-1], labels) for p, labels in items] == [
+        ("abc.wav", [0, 1]), ("Ydef.wav", [2]), ("ghi_30_40.wav", [1]), ("jkl_30000.wav", [0]),
+        ("mno.flac", [0, 2])]
+    assert "1 of 6 listed clips not found" in caplog.text
+    ds = AudioClipDataset(seg, root, train=False, target_length=32)
+    assert ds[4]["target"].tolist() == [1.0, 0.0, 1.0] and ds.class_names[1] == "Dog, bark"
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("missing_list", "does not exist"),
+    ("missing_root", "is not a folder"),
+    ("missing_label_csv", "no label csv"),
+    ("unknown_mid", "unknown mid '/m/zz'"),
+    ("malformed_line", ".csv:2: expected 4 fields"),
+    ("bad_json", "not valid JSON"),
+    ("bad_suffix", "valid: .csv"),
+])
+def test_bad_lists_raise_one_line_config_errors(tmp_path, case, needle):
+    labels = _write_label_csv(tmp_path / "labels.csv")
+    seg = tmp_path / "segs.csv"
+    seg.write_text('# header\nabc, 0.0, 10.0, "/m/0a"\n')
+    (tmp_path / "abc.wav").write_bytes(b"")
+    args = {
+        "missing_list": (tmp_path / "nope.json", tmp_path, labels),
+        "missing_root": (seg, tmp_path / "no_such_dir", labels),
+        "missing_label_csv": (seg, tmp_path, None),
+        "unknown_mid": (seg, tmp_path, labels),
+        "malformed_line": (seg, tmp_path, labels),
+        "bad_json": (tmp_path / "l.json", tmp_path, labels),
+        "bad_suffix": (tmp_path / "l.txt", tmp_path, labels),
+    }[case]
+    if case == "unknown_mid":
+        seg.write_text('# header\nabc, 0.0, 10.0, "/m/0a,/m/zz"\n')
+    if case == "malformed_line":
+        seg.write_text('# header\nabc, 0.0, "/m/0a"\n')
+    (tmp_path / "l.json").write_text("{not json")
+    (tmp_path / "l.txt").write_text("x")
+    with pytest.raises(ConfigError) as err:
+        load_audio_list(*args)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_corrupt_files_are_replaced_and_counted(demo_set, tmp_path, caplog):
+    good = json.loads(demo_set["val"].read_text())["data"]
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF\x00\x00not really a wave file" * 10)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    entries = [{"wav": "garbage.wav", "labels": good[0]["labels"]},
+               {"wav": "empty.wav", "labels": good[0]["labels"]}]
+    entries += [{"wav": str(demo_set["root"] / e["wav"]), "labels": e["labels"]} for e in good]
+    listing = tmp_path / "list.json"
+    listing.write_text(json.dumps({"data": entries}))
+    ds = AudioClipDataset(listing, tmp_path, demo_set["labels"], train=False, target_length=32)
+    torch.manual_seed(0)
+    with caplog.at_level(logging.WARNING):
+        item = ds[0]
+    assert item["skipped"] >= 1 and item["index"] >= 2 and item["input"].shape == (1, 32, 128)
+    assert "garbage.wav" in caplog.text
+    assert item["target"].tolist() == ds[item["index"]]["target"].tolist()
+
+    entries = [{"wav": "garbage.wav", "labels": good[0]["labels"]}] * 3
+    listing.write_text(json.dumps({"data": entries}))
+    bad = AudioClipDataset(listing, tmp_path, demo_set["labels"], max_retries=2, target_length=32)
+    with pytest.raises(RuntimeError, match="3 audio files in a row could not be read"):
+        bad[0]
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+def test_class_balanced_weights():
+    items = [("a", [0]), ("b", [0]), ("c", [0, 1]), ("d", [1, 2])]
+    w = class_balanced_weights(items, num_classes=4)
+    c0, c1, c2 = 1000 / 3.01, 1000 / 2.01, 1000 / 1.01
+    torch.testing.assert_close(w, torch.tensor([c0, c0, c0 + c1, c1 + c2], dtype=torch.float64))
+    with pytest.raises(ConfigError, match="label index 5"):
+        class_balanced_weights([("a", [5])], 4)
+
+
+def test_distributed_weighted_sampler_shards_one_weighted_draw():
+    weights = torch.tensor([1.0, 1.0, 1.0, 3.0])
+    whole = list(DistributedWeightedSampler(weights, num_samples=8000, num_replicas=1, rank=0, seed=3))
+    shards = [DistributedWeightedSampler(weights, num_samples=8000, num_replicas=2, rank=r, seed=3)
+              for r in range(2)]
+    assert [len(s) for s in shards] == [4000, 4000]
+    drawn = [list(s) for s in shards]
+    assert drawn[0] == whole[0::2] and drawn[1] == whole[1::2]
+    assert np.bincount(whole, minlength=4)[3] / 8000 == pytest.approx(0.5, abs=0.03)
+    shards[0].set_epoch(1)
+    assert list(shards[0]) != drawn[0]
+    with pytest.raises(ConfigError, match="rank=2"):
+        DistributedWeightedSampler(weights, num_replicas=2, rank=2)
+    with pytest.raises(ConfigError, match="non-negative"):
+        DistributedWeightedSampler([1.0, -1.0], num_replicas=1, rank=0)

@@ -1,0 +1,76 @@
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+import torch
+
+from audio.metrics import average_precision, multilabel_metrics, roc_auc
+from launch.errors import ConfigError
+
+# Three classes, five clips. Worked by hand:
+#  class 0: ranking 0.9+ 0.8- 0.7+ 0.6- 0.5-      AP = 1/2*1 + 1/2*2/3 = 5/6
+#           AUC: positive pairs won 3 + 2 of 6      = 5/6
+#  class 1: 0.9- {0.5+, 0.5-} 0.2- 0.1+ (a tie)   AP = 1/2*(1/3) + 1/2*(2/5) = 11/30
+#           AUC: (0.5 tie + 1) + 0 of 6            = 1/4
+#  class 2: no positive -> left out of both means
+SCORES = np.array([[0.9, 0.5, 0.3],
+                   [0.8, 0.5, 0.2],
+                   [0.7, 0.2, 0.9],
+                   [0.6, 0.9, 0.1],
+                   [0.5, 0.1, 0.4]])
+TARGETS = np.array([[1, 1, 0],
+                    [0, 0, 0],
+                    [1, 0, 0],
+                    [0, 0, 0],
+                    [0, 1, 0]])
+
+
+def test_hand_computed_example():
+    assert average_precision(SCORES[:, 0], TARGETS[:, 0]) == pytest.approx(5 / 6)
+    assert average_precision(SCORES[:, 1], TARGETS[:, 1]) == pytest.approx(11 / 30)
+    assert roc_auc(SCORES[:, 1], TARGETS[:, 1]) == pytest.approx(1 / 4)
+    m = multilabel_metrics(SCORES, TARGETS)
+    assert m["mAP"] == pytest.approx((5 / 6 + 11 / 30) / 2)
+    assert m["mAUC"] == pytest.approx((5 / 6 + 1 / 4) / 2)
+    assert m["d_prime"] == pytest.approx(math.sqrt(2) * NormalDist().inv_cdf(13 / 24))
+    torch_m = multilabel_metrics(torch.from_numpy(SCORES).float(), torch.from_numpy(TARGETS))
+    assert torch_m == pytest.approx(m)
+
+
+def _pairwise_auc(s, y):
+    pos, neg = s[y == 1], s[y == 0]
+    diff = pos[:, None] - neg[None]
+    return ((diff > 0) + 0.5 * (diff == 0)).mean()
+
+
+def _ap_by_rank(s, y):
+    # Without ties: mean over positives of precision at that positive's rank.
+    order = np.argsort(-s)
+    hits = y[order]
+    precision_at = np.cumsum(hits) / np.arange(1, len(s) + 1)
+    return precision_at[hits == 1].mean()
+
+
+def test_against_independent_definitions_on_random_data():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = rng.integers(0, 2, size=40)
+        y[:2] = [0, 1]
+        s = rng.normal(size=40) + y
+        assert average_precision(s, y) == pytest.approx(_ap_by_rank(s, y))
+        tied = np.round(s)  # many ties
+        assert roc_auc(tied, y) == pytest.approx(_pairwise_auc(tied, y))
+
+
+def test_edge_cases():
+    perfect = multilabel_metrics(np.array([[0.9, 0.1], [0.1, 0.9]]), np.eye(2))
+    assert perfect["mAP"] == 1 and perfect["mAUC"] == 1 and perfect["d_prime"] == math.inf
+    # A class with only positives has AP 1 but no AUC.
+    m = multilabel_metrics(np.array([[0.2, 0.9], [0.3, 0.1]]), np.array([[1, 1], [1, 0]]))
+    assert m["mAP"] == pytest.approx(1.0) and m["mAUC"] == pytest.approx(1.0)
+    assert math.isnan(multilabel_metrics(np.zeros((3, 2)), np.zeros((3, 2)))["mAP"])
+    with pytest.raises(ConfigError, match=r"scores shape \(3, 2\) != targets shape \(3, 3\)"):
+        multilabel_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
+    with pytest.raises(ConfigError, match="NaN"):
+        multilabel_metrics(np.full((2, 2), np.nan), np.eye(2))
