@@ -1,0 +1,112 @@
+"""The video modality for the engine: Kinetics lists decoded with decord, Spatiotemporal MAE ViTs,
+clip-level and multi-view (temporal clips x spatial crops) top-1/top-5."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import tome
+from launch.errors import ConfigError
+from launch.tasks import Task, check_checkpoint, topk_accuracy
+
+
+@dataclass
+class VideoData:
+    root: str = ""                       # videos; list paths are relative to it
+    train_list: str = ""                 # CSV "path label" (Kinetics train.csv)
+    val_list: str = ""
+    num_frames: int = 16
+    sampling_rate: int = 4
+    target_fps: Optional[float] = 30.0   # null: step through the file's own frames
+    crop_size: int = 224
+    num_temporal_clips: int = 7          # test views: clips x crops, scores averaged per video
+    num_spatial_crops: int = 3
+    rand_augment: Optional[str] = "rand-m7-n4-mstd0.5-inc1"
+    repeat_aug: int = 2
+    hflip: bool = True
+    demo: bool = False                   # generate the synthetic moving-shapes set into root
+    demo_classes: int = 4
+
+
+@dataclass
+class VideoModel:
+    variant: str = "l"                   # micro | tiny | b | l | h
+    checkpoint: Optional[str] = None     # MAE-ST .pyth (pretrained or fine-tuned) or our checkpoint
+    num_classes: int = 400
+    tubelet: int = 2
+    patch: int = 16
+    drop_path: float = 0.2
+    head_drop: float = 0.5
+
+    @property
+    def name(self) -> str:
+        return f"video_vit_{self.variant}"
+
+
+class VideoTask(Task):
+    name = "video"
+    data_schema = VideoData
+    model_schema = VideoModel
+    primary_metric = "acc1"
+
+    def prepare(self, cfg) -> None:
+        d = cfg.data
+        if d.demo:
+            if not d.root:
+                raise ConfigError("data.root is empty; the demo needs a folder to write videos into")
+            from video.data import write_demo_videos
+            if not (os.path.isfile(os.path.join(d.root, "train.csv")) and
+                    os.path.isfile(os.path.join(d.root, "val.csv"))):
+                write_demo_videos(d.root, num_classes=d.demo_classes)
+        if not os.path.isdir(d.root):
+            raise ConfigError(f"data.root {d.root!r} is not a directory of videos")
+        from video.data import load_video_list
+        lists = ([("train_list", d.train_list)] if cfg.train.epochs > 0 else []) + [("val_list", d.val_list)]
+        for key, path in lists:
+            if not path:
+                raise ConfigError(f"data.{key} is empty; set it to a Kinetics CSV of 'path label' lines")
+            load_video_list(path, d.root)  # missing file, empty list or bad line: ConfigError
+        check_checkpoint(cfg.model.checkpoint, cfg)
+
+    def build_dataset(self, cfg, train: bool):
+        from video.data import VideoClipDataset
+        d = cfg.data
+        common = dict(num_frames=d.num_frames, sampling_rate=d.sampling_rate, crop_size=d.crop_size,
+                      target_fps=d.target_fps)
+        if train:
+            return VideoClipDataset(d.train_list, d.root, True, rand_augment=d.rand_augment,
+                                    repeat_aug=d.repeat_aug, hflip=d.hflip, **common)
+        return VideoClipDataset(d.val_list, d.root, False, num_temporal_clips=d.num_temporal_clips,
+                                num_spatial_crops=d.num_spatial_crops, **common)
+
+    def build_model(self, cfg):
+        from video.model import build_video_vit, load_mae_st_checkpoint
+        m, d = cfg.model, cfg.data
+        model = build_video_vit(m.variant, m.num_classes, num_frames=d.num_frames, img_size=d.crop_size,
+                                tubelet=m.tubelet, patch=m.patch, drop_path=m.drop_path,
+                                head_drop=m.head_drop)
+        if m.checkpoint:
+            load_mae_st_checkpoint(model, m.checkpoint)
+        return model
+
+    def patch(self, model, cfg):
+        t = cfg.tome
+        return tome.patch.video(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
+                                matching=t.matching)
+
+    def input_shape(self, cfg) -> tuple:
+        return (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
+
+    def metrics(self, scores, targets, index) -> dict:
+        from video.data import aggregate_views
+        per_view = topk_accuracy(scores, targets, (1,))
+        video_scores, ids = aggregate_views(scores, index)
+        # every view of a video carries the video's label; take one per video
+        labels = {int(i): int(t) for i, t in zip(index, targets)}
+        import torch
+        video_targets = torch.tensor([labels[int(i)] for i in ids])
+        out = topk_accuracy(video_scores, video_targets, (1, 5))
+        out["view_acc1"] = per_view["acc1"]
+        out["videos"] = len(ids)
+        return out
