@@ -15,9 +15,7 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import sys
-import time
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,6 +24,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 
 import tome  # noqa: E402
+from launch.timing import median_seconds  # noqa: E402
 from tome.flops import model_gflops  # noqa: E402
 from tome.schedule import clamp_r, parse_r  # noqa: E402
 
@@ -48,26 +47,6 @@ def limit_model(model: torch.nn.Module, rs) -> torch.nn.Module:
     for blk, r in zip(model.blocks, rs):
         blk.forward = make_forward(blk, r)
     return model
-
-
-def _time(fn, runs: int, warmup: int, device: torch.device) -> float:
-    """Median seconds per call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1000)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def make_step(model, x, step: str, dtype: torch.dtype, device: torch.device):
@@ -100,7 +79,7 @@ def measure(models: dict, batch: int, args, device, dtype) -> dict:
     out = {}
     for name, model in models.items():
         fn = make_step(model, x, args.step, dtype, device)
-        out[name] = batch / _time(fn, args.runs, args.warmup, device)
+        out[name] = batch / median_seconds(fn, args.runs, args.warmup, device)
     return out
 
 

@@ -94,6 +94,7 @@ class LaunchConfig:
 class StageConfig:
     name: str = ""
     set: dict = field(default_factory=dict)
+    sweep: Optional[dict] = None            # replaces the top-level sweep for this stage
 
 
 SECTIONS = {"tome": ToMeConfig, "train": TrainConfig, "eval": EvalConfig, "slurm": SlurmConfig,
@@ -200,6 +201,11 @@ def _check_value(value, tp, where: str):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)
@@ -322,8 +328,7 @@ def check_values(cfg: Config) -> None:
         ToMeInfo(metric=cfg.tome.metric, mode=cfg.tome.mode, matching=cfg.tome.matching,
                  prop_attn=cfg.tome.prop_attn)
         for r in [cfg.tome.r] + list(cfg.tome.eval_r):
-            tome.parse_r(r if isinstance(r, list) else r, 10_000)
-        schedule(cfg.tome, cfg.tome.r)
+            tome.parse_r(schedule(cfg.tome, r), 10_000)
     except ValueError as err:
         raise ConfigError(f"tome: {err}") from None
     for key, values in cfg.sweep.items():

@@ -31,6 +31,7 @@ from .mixup import Mixup
 from .optim import build_optimizer, lr_at, set_lr
 from .runlog import RunLog, fmt, previous_results
 from .tasks import get_task
+from .timing import median_seconds
 
 
 class Interrupted(RuntimeError):
@@ -111,22 +112,15 @@ def evaluate(model, task, cfg: Config, dataset, env) -> dict:
 
 @torch.no_grad()
 def measure_throughput(model, shape, cfg: Config, device) -> dict:
-    """Samples per second of the model alone on synthetic input (after warm-up), plus GFLOPs."""
+    """Samples per second of the model alone on synthetic input (median of timed batches)."""
     model.eval()
     x = torch.randn(cfg.eval.throughput_batch, *shape, device=device)
-    with _autocast(device, cfg.train.amp):
-        for _ in range(max(cfg.eval.throughput_warmup, 1)):
+
+    def forward():
+        with _autocast(device, cfg.train.amp):
             model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(cfg.eval.throughput_iters):
-            model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-    return {"throughput": cfg.eval.throughput_batch * cfg.eval.throughput_iters / elapsed,
-            "tokens": list(model._tome.tokens)}
+    seconds = median_seconds(forward, cfg.eval.throughput_iters, cfg.eval.throughput_warmup, device)
+    return {"throughput": cfg.eval.throughput_batch / seconds, "tokens": list(model._tome.tokens)}
 
 
 def _tokens_in(model, shape, device) -> int:
@@ -145,8 +139,9 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
     t = cfg.train
     train_set = task.build_dataset(cfg, train=True)
     val_set = task.build_dataset(cfg, train=False)
-    weights = task.train_weights(train_set, cfg)
-    sampler = EpochSampler(len(train_set), env.rank, env.world_size, t.seed, weights=weights)
+    weights, epoch_samples = task.train_sampling(train_set, cfg)
+    sampler = EpochSampler(len(train_set), env.rank, env.world_size, t.seed, weights=weights,
+                           num_samples=epoch_samples)
     steps_per_epoch = len(sampler) // t.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"train.batch_size {t.batch_size} x {env.world_size} processes exceeds the "

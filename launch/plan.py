@@ -1,7 +1,7 @@
 """From one config to the runs it asks for: stages (in order) x sweeps (in parallel).
 
     stages:                       # optional: runs that follow each other
-      - {name: pretrain, set: {tome.r: 0, train.epochs: 8}}
+      - {name: pretrain, set: {tome.r: 0, train.epochs: 8}, sweep: {}}  # a stage's own sweep
       - {name: merge_ft, set: {tome.r: 4, model.checkpoint: "${stage:pretrain}/checkpoint.pth"}}
     sweep:                        # optional: one run per value (a job array on SLURM)
       tome.r: [4, 8, 16]
@@ -64,6 +64,8 @@ def expand(raw: dict) -> list[list[Run]]:
         stage_raw = copy.deepcopy(raw)
         stage_raw.pop("stages", None)
         sweep = stage_raw.pop("sweep", None) or {}
+        if stage is not None and stage.sweep is not None:
+            sweep = stage.sweep
         stage_name = stage.name if stage else ""
         if stage is not None:
             if not stage.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", stage.name):

@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     parser.add_argument("config")
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--run-dir", help="default: <out_dir>/<name>")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         plan = build_plan(args.config, args.overrides)
         if len(plan) != 1 or len(plan[0]) != 1:

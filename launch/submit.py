@@ -73,7 +73,7 @@ def _stream(job, poll: float = 1.0) -> None:
         if finished:
             break
         time.sleep(poll)
-    job.result()  # re-raises the job's error with its traceback
+    job.results()  # re-raises the error of any task, with its traceback
 
 
 def build_plan(config_path: str, overrides):
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
                         help="override launch.cluster")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs only")
     parser.add_argument("--no-compare", action="store_true", help="skip the comparison report")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         submit(args.config, args.overrides, args.cluster, args.dry_run, not args.no_compare)
     except ConfigError as err:

@@ -6,6 +6,7 @@ launcher and the comparison tools know nothing else about images, video or audio
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Optional
 
 import torch
@@ -43,9 +44,10 @@ class Task:
         """Shape of one input sample (without batch), used for throughput and FLOPs."""
         raise NotImplementedError
 
-    def train_weights(self, dataset, cfg) -> Optional[torch.Tensor]:
-        """Per-sample weights for weighted sampling with replacement; None = uniform shuffling."""
-        return None
+    def train_sampling(self, dataset, cfg) -> tuple:
+        """(per-sample weights or None, samples per epoch or None): weights switch the engine's
+        sampler to weighted sampling with replacement (e.g. class balancing)."""
+        return None, None
 
     def metrics(self, scores: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> dict:
         """Scores/targets of the whole evaluation set (all processes gathered)."""
@@ -57,6 +59,15 @@ def get_task(name) -> Task:
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
     module, cls = TASKS[name].split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def check_checkpoint(path: Optional[str], cfg) -> None:
+    """A checkpoint must exist, unless an earlier stage of this experiment will write it."""
+    if not path or os.path.isfile(path):
+        return
+    produced_here = os.path.abspath(path).startswith(os.path.abspath(cfg.launch.out_dir) + os.sep)
+    if not produced_here:
+        raise ConfigError(f"model.checkpoint {path!r} does not exist")
 
 
 def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks=(1, 5)) -> dict:

@@ -1,0 +1,88 @@
+"""The image modality for the engine: ImageNet-style folders, timm / torchvision ViTs, top-1/top-5."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
+
+import tome
+from launch.errors import ConfigError
+from launch.tasks import Task, check_checkpoint, topk_accuracy
+
+
+@dataclass
+class ImageData:
+    root: str = ""                       # ImageFolder root with train/ and val/
+    train_split: str = "train"
+    val_split: str = "val"
+    family: str = "augreg"               # evaluation transform: augreg | deit | mae | swag | demo
+    img_size: int = 224
+    crop_pct: Optional[float] = None
+    rand_augment: Optional[str] = "rand-m9-mstd0.5-inc1"
+    re_prob: float = 0.25
+    demo: bool = False                   # generate the synthetic demo set into root if missing
+    demo_classes: int = 8
+    demo_train_per_class: int = 60
+    demo_val_per_class: int = 20
+    demo_size: int = 64
+
+
+@dataclass
+class ImageModel:
+    name: str = "vit_base_patch16_224"   # timm name, torchvision:vit_b_16, demo_vit_tiny, ...
+    checkpoint: Optional[str] = None     # local weights (nothing is downloaded)
+    num_classes: int = 1000
+    drop_path: float = 0.1
+    kwargs: dict = field(default_factory=dict)  # extra constructor arguments (depth=..., ...)
+
+
+class ImageTask(Task):
+    name = "image"
+    data_schema = ImageData
+    model_schema = ImageModel
+    primary_metric = "acc1"
+
+    def prepare(self, cfg) -> None:
+        d = cfg.data
+        if not d.root:
+            raise ConfigError("data.root is empty; set it to an ImageFolder root (train/, val/)")
+        if d.demo:
+            from image.synthetic import write_demo_images
+            write_demo_images(d.root, d.demo_classes, d.demo_train_per_class, d.demo_val_per_class,
+                              d.demo_size, seed=0)
+        splits = ([d.train_split] if cfg.train.epochs > 0 else []) + [d.val_split]
+        for split in splits:
+            if not os.path.isdir(os.path.join(d.root, split)):
+                raise ConfigError(f"data split folder {os.path.join(d.root, split)!r} does not exist "
+                                  f"(data.root={d.root!r}, expected <root>/{split}/<class>/<image>)")
+        check_checkpoint(cfg.model.checkpoint, cfg)
+
+    def build_dataset(self, cfg, train: bool):
+        from image.data import ImageFolderDataset
+        from image.transforms import eval_transform, train_transform
+        d = cfg.data
+        if train:
+            transform = train_transform(d.img_size, d.rand_augment, d.re_prob)
+            return ImageFolderDataset(d.root, d.train_split, transform)
+        return ImageFolderDataset(d.root, d.val_split, eval_transform(d.family, d.img_size, d.crop_pct))
+
+    def build_model(self, cfg):
+        from image.models import build_image_model
+        m = cfg.model
+        return build_image_model(m.name, num_classes=m.num_classes, img_size=cfg.data.img_size,
+                                 drop_path=m.drop_path, checkpoint=m.checkpoint, **m.kwargs)
+
+    def patch(self, model, cfg):
+        t = cfg.tome
+        options = dict(prop_attn=t.prop_attn, metric=t.metric, mode=t.mode, matching=t.matching)
+        if isinstance(model, TorchvisionViT):
+            return tome.patch.torchvision(model, **options)
+        return tome.patch.timm(model, **options)
+
+    def input_shape(self, cfg) -> tuple:
+        return (3, cfg.data.img_size, cfg.data.img_size)
+
+    def metrics(self, scores, targets, index) -> dict:
+        return topk_accuracy(scores, targets, (1, 5))

@@ -1,0 +1,196 @@
+"""Configs, the launcher in debug/local modes, DDP on CPU, resume, and the comparison report."""
+import json
+import os
+import textwrap
+
+import pytest
+import torch
+import yaml
+
+from launch import compare, submit
+from launch.config import resolve
+from launch.engine import Interrupted, run
+from launch.errors import ConfigError
+from launch.plan import expand
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_config(tmp_path, extra: str = "", name: str = "tiny") -> str:
+    """A tiny image experiment on generated data (2 classes, 16 px images, a 2-layer ViT)."""
+    text = textwrap.dedent(f"""\
+        _base_: {REPO}/image/configs/demo.yaml
+        name: {name}
+        data:
+          root: {tmp_path}/data
+          demo_classes: 2
+          demo_train_per_class: 8
+          demo_val_per_class: 4
+          demo_size: 16
+          img_size: 16
+        model:
+          kwargs: {{patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2}}
+          num_classes: 2
+        tome:
+          eval_r: [0, 1]
+        train:
+          epochs: 2
+          batch_size: 4
+          eval_every: 1
+        eval:
+          throughput_batch: 4
+          throughput_iters: 1
+          throughput_warmup: 1
+        launch:
+          out_dir: {tmp_path}/runs
+          num_workers: 0
+        stages: []
+        """) + textwrap.dedent(extra)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+# ------------------------------------------------------------------ config errors
+
+@pytest.mark.parametrize("override, match", [
+    ("train.epoch=3", "unknown config key train.epoch"),
+    ("bogus=1", "unknown config key 'bogus'"),
+    ("train.epochs=three", "train.epochs must be an integer, got 'three'"),
+    ("train.amp=fp8", "train.amp must be none, bf16 or fp16, got 'fp8'"),
+    ("tome.r=-2", "tome: r must be a non-negative integer, got -2"),
+    ("tome.inflection=3.0", r"inflection must be in \[-1, 1\]"),
+    ("tome.mode=median", "mode must be one of"),
+    ("launch.cluster=kubernetes", "launch.cluster must be one of"),
+    ("task=speech", "task must be one of image, video, audio, got 'speech'"),
+    ("paper=nope", "paper must be one of"),
+    ("train.batch_size=0", "train.batch_size must be positive"),
+    ("epochs", "must look like key=value"),
+])
+def test_config_errors_are_one_line(tmp_path, override, match):
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError, match=match) as err:
+        resolve(path, [override])
+    assert "\n" not in str(err.value)
+
+
+def test_missing_paths_fail_before_submission(tmp_path, capsys):
+    path = write_config(tmp_path)
+    code = submit.main([path, "data.demo=false", f"data.root={tmp_path}/nowhere", "--cluster", "debug"])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "runs")
+    code = submit.main([path, f"model.checkpoint={tmp_path}/missing.pth", "--cluster", "debug"])
+    assert code == 2 and "model.checkpoint" in capsys.readouterr().err
+
+
+def test_inheritance_overrides_and_resolved_config(tmp_path):
+    cfg = resolve(write_config(tmp_path), ["tome.r=3", "train.blr=2e-3"])
+    assert cfg.tome.r == 3 and cfg.train.blr == 2e-3 and cfg.data.family == "demo"
+    assert cfg.model.name == "demo_vit_tiny"  # from the base file
+
+
+def test_sweep_and_stages_expand_to_named_runs(tmp_path):
+    path = write_config(tmp_path, """\
+        stages:
+          - {name: a, set: {tome.r: 0}, sweep: {}}
+          - {name: b, set: {model.checkpoint: "${stage:a}/checkpoint.pth"}}
+        sweep:
+          tome.r: [1, 2]
+        """)
+    from launch.config import load_yaml
+    raw = load_yaml(path)
+    plan = expand(raw)
+    assert [r.run_dir for r in plan[0]] == [f"{tmp_path}/runs/tiny/a"]
+    assert [os.path.basename(r.run_dir) for r in plan[1]] == ["r1", "r2"]
+    assert [r.cfg.tome.r for r in plan[1]] == [1, 2]
+    assert plan[1][0].cfg.model.checkpoint == f"{tmp_path}/runs/tiny/a/checkpoint.pth"
+    # a stage swept into several runs cannot be referenced
+    raw["stages"][0]["sweep"] = None
+    with pytest.raises(ConfigError, match="not an earlier single-run stage"):
+        expand(raw)
+
+
+# ------------------------------------------------------------------ running
+
+def test_debug_mode_runs_train_eval_and_compare(tmp_path):
+    path = write_config(tmp_path)
+    submit.submit(path, ["tome.r=1"], cluster="debug")
+    run_dir = tmp_path / "runs" / "tiny"
+    results = [json.loads(l) for l in open(run_dir / "results.jsonl")]
+    assert [r["r"] for r in results] == [0, 1]
+    assert results[1]["tokens_out"] < results[0]["tokens_out"]
+    assert all(0 <= r["acc1"] <= 100 and r["throughput"] > 0 for r in results)
+    epochs = [json.loads(l) for l in open(run_dir / "log.jsonl")]
+    assert [e["epoch"] for e in epochs] == [1, 2] and "eval_acc1" in epochs[-1]
+    assert os.listdir(run_dir / "tb")
+    saved = yaml.safe_load(open(run_dir / "config.yaml"))
+    assert saved["tome"]["r"] == 1
+    assert os.path.isfile(tmp_path / "runs" / "tiny" / "compare.png")
+
+
+def test_local_executor_streams_and_finishes(tmp_path, capsys):
+    path = write_config(tmp_path, name="local")
+    submit.submit(path, ["train.epochs=1", "tome.eval_r=[0]"], cluster="local")
+    out = capsys.readouterr().out
+    assert "epoch 1/1" in out and "eval r=0" in out
+    assert os.path.isfile(tmp_path / "runs" / "local" / "DONE")
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    path = write_config(tmp_path, name="ddp")
+    submit.submit(path, ["train.epochs=1", "tome.eval_r=[0]", "launch.tasks_per_node=2"],
+                  cluster="local", compare=False)
+    run_dir = tmp_path / "runs" / "ddp"
+    log = open(run_dir / "log.txt").read()
+    assert "x 2:" in log  # two processes
+    epochs = [json.loads(l) for l in open(run_dir / "log.jsonl")]
+    assert len(epochs) == 1
+    # 16 training images, 2 processes x batch 4 -> 2 steps each
+    assert "2 steps" in log
+
+
+def _weights(run_dir):
+    return torch.load(os.path.join(run_dir, "checkpoint.pth"), weights_only=True)["model"]
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    cfg = resolve(write_config(tmp_path), ["train.checkpoint_every=1", "tome.r=1",
+                                           "eval.throughput=false"])
+    from launch.tasks import get_task
+    get_task("image").prepare(cfg)
+    straight = str(tmp_path / "straight")
+    run(cfg, straight)
+    broken = str(tmp_path / "broken")
+    with pytest.raises(Interrupted):
+        run(cfg, broken, stop_after_steps=3)  # mid second epoch (2 steps per epoch... 4 images)
+    run(cfg, broken)
+    a, b = _weights(straight), _weights(broken)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    ra = [json.loads(l) for l in open(os.path.join(straight, "results.jsonl"))]
+    rb = [json.loads(l) for l in open(os.path.join(broken, "results.jsonl"))]
+    assert [r["acc1"] for r in ra] == [r["acc1"] for r in rb]
+    la = [json.loads(l)["train_loss"] for l in open(os.path.join(straight, "log.jsonl"))]
+    lb = [json.loads(l)["train_loss"] for l in open(os.path.join(broken, "log.jsonl"))]
+    assert la[-1] == lb[-1]
+
+
+def test_compare_builds_table_csv_and_plot(tmp_path):
+    run_dir = tmp_path / "exp" / "r2"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(
+        {"task": "image", "paper": "deit_s16_tome", "model": {"name": "deit_small_patch16_224"},
+         "tome": {"r": 13}}))
+    rows = [{"r": 0, "acc1": 80.0, "throughput": 100.0, "gflops": 4.6, "tokens_out": 197},
+            {"r": 13, "acc1": 79.0, "throughput": 170.0, "gflops": 2.7, "tokens_out": 41}]
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = compare.write_report([str(tmp_path / "exp")], str(tmp_path / "out"))
+    table = report["markdown"]
+    assert "| r2 | image | deit_small_patch16_224 | 13 | 13 | acc1 | 79.0 | 170.0 | 1.7 |" in table
+    assert "79.36" in table or "79.4" in table  # the paper's ToMe accuracy for DeiT-S r=13
+    assert "Paper numbers:" in table
+    assert os.path.getsize(tmp_path / "out.png") > 1000
+    assert open(tmp_path / "out.csv").read().startswith("run,task,model")
+    assert compare.main([str(tmp_path / "nothing")]) == 2
