@@ -150,6 +150,12 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def set_dotted(raw: dict, key: str, value) -> None:
+    if key.startswith("sweep.") and len(key) > 6:  # sweep keys are themselves dotted: sweep.tome.r
+        raw.setdefault("sweep", {})
+        if not isinstance(raw["sweep"], dict):
+            raise ConfigError(f"cannot set {key!r}: sweep is not a mapping")
+        raw["sweep"][key[6:]] = value
+        return
     parts = key.split(".")
     if parts[0] not in TOP_LEVEL:
         raise ConfigError(f"unknown config key {key!r} (top-level keys: {', '.join(TOP_LEVEL)})")
