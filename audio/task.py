@@ -105,6 +105,14 @@ class AudioTask(Task):
     def input_shape(self, cfg) -> tuple:
         return (1, cfg.data.target_length, cfg.data.mel_bins)
 
+    def paint(self, x, source, model, path: str) -> str:
+        from PIL import Image
+        from tome.spectrogram import paint_spectrogram, spectrogram_groups
+        groups = spectrogram_groups(source, model.patch_embed.grid_size, model._tome.protected)
+        picture = Image.fromarray(paint_spectrogram(x[0].numpy(), groups.numpy()))
+        picture.resize((picture.width * 2, picture.height * 2), Image.NEAREST).save(path)
+        return path
+
     def metrics(self, scores, targets, index) -> dict:
         from audio.metrics import multilabel_metrics
         m = multilabel_metrics(torch.sigmoid(scores), targets)

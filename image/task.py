@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+
+import numpy as np
 from typing import Optional
 
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
@@ -83,6 +85,17 @@ class ImageTask(Task):
 
     def input_shape(self, cfg) -> tuple:
         return (3, cfg.data.img_size, cfg.data.img_size)
+
+    def paint(self, x, source, model, path: str) -> str:
+        from PIL import Image
+        from launch.vis import to_uint8
+        from tome.paint import groups_on_grid, paint_groups
+        grid = model.patch_embed.grid_size if hasattr(model, "patch_embed") else \
+            (x.shape[-2] // model.patch_size, x.shape[-1] // model.patch_size)
+        groups = groups_on_grid(source, grid, model._tome.protected)
+        image = to_uint8(x.permute(1, 2, 0))
+        Image.fromarray(np.concatenate([image, paint_groups(image, groups.numpy())], axis=1)).save(path)
+        return path
 
     def metrics(self, scores, targets, index) -> dict:
         return topk_accuracy(scores, targets, (1, 5))

@@ -49,6 +49,10 @@ class Task:
         sampler to weighted sampling with replacement (e.g. class balancing)."""
         return None, None
 
+    def paint(self, x: torch.Tensor, source: torch.Tensor, model, path: str) -> str:
+        """Draw one sample's merged groups (``source`` [T_out, T_in]) to ``path``; returns it."""
+        raise NotImplementedError
+
     def metrics(self, scores: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> dict:
         """Scores/targets of the whole evaluation set (all processes gathered)."""
         raise NotImplementedError

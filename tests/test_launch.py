@@ -127,6 +127,9 @@ def test_debug_mode_runs_train_eval_and_compare(tmp_path):
     saved = yaml.safe_load(open(run_dir / "config.yaml"))
     assert saved["tome"]["r"] == 1
     assert os.path.isfile(tmp_path / "runs" / "tiny" / "compare.png")
+    from launch import vis
+    picture = vis.draw(str(run_dir), 1, 0, str(tmp_path / "groups.png"))
+    assert os.path.getsize(picture) > 100
 
 
 def test_local_executor_streams_and_finishes(tmp_path, capsys):

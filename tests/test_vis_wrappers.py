@@ -80,7 +80,7 @@ def test_spectrogram_picture():
         model(fbank[None, None])
     groups = spectrogram_groups(model._tome.source[0], (8, 4))
     picture = paint_spectrogram(fbank.numpy(), groups)
-    assert picture.shape == (32, 64, 3) and picture.dtype == np.uint8
+    assert picture.shape == (32 * 2 + 2, 64, 3) and picture.dtype == np.uint8
 
 
 def test_patch_audio_and_video_need_their_grids():

@@ -60,11 +60,14 @@ def spectrogram_groups(source: torch.Tensor, grid: Sequence[int], prefix: int = 
 
 def paint_spectrogram(fbank: np.ndarray, groups: torch.Tensor, cmap: str = "magma") -> np.ndarray:
     """Merged groups over a [frames, mel] spectrogram, drawn with time left-to-right and low
-    frequencies at the bottom; returns an RGB uint8 image."""
+    frequencies at the bottom: the spectrogram on top, its groups (mean colour, outlined) below.
+    Returns an RGB uint8 image."""
     from matplotlib import colormaps
 
     fbank = np.asarray(fbank, dtype=np.float64)
     lo, hi = fbank.min(), fbank.max()
     rgb = (colormaps[cmap]((fbank - lo) / max(hi - lo, 1e-8))[..., :3] * 255).astype(np.uint8)
     painted = paint_groups(rgb, np.asarray(groups))  # [time, freq, 3]
-    return painted.transpose(1, 0, 2)[::-1].copy()
+    gap = np.full((2, rgb.shape[0], 3), 255, dtype=np.uint8)
+    show = lambda a: a.transpose(1, 0, 2)[::-1]  # noqa: E731  (freq up, time right)
+    return np.concatenate([show(rgb), gap, show(painted)], axis=0)

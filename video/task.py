@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 import tome
 from launch.errors import ConfigError
 from launch.tasks import Task, check_checkpoint, topk_accuracy
@@ -97,6 +99,15 @@ class VideoTask(Task):
 
     def input_shape(self, cfg) -> tuple:
         return (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
+
+    def paint(self, x, source, model, path: str) -> str:
+        from launch.vis import to_uint8
+        from tome.spatiotemporal import paint_video, save_video_groups, video_groups
+        groups = video_groups(source, model.patch_embed.grid_size, model._tome.protected)
+        frames = to_uint8(x.permute(1, 2, 3, 0))  # (C, T, H, W) -> (T, H, W, C)
+        painted = paint_video(frames, groups.numpy())
+        both = [np.concatenate([f, p], axis=1) for f, p in zip(frames, painted)]
+        return save_video_groups(both, path, columns=2)
 
     def metrics(self, scores, targets, index) -> dict:
         from video.data import aggregate_views
