@@ -10,7 +10,7 @@ import torch
 
 import tome
 from launch.errors import ConfigError
-from launch.tasks import Task, check_checkpoint
+from launch.tasks import Task, check_checkpoint, required_lists
 
 
 @dataclass
@@ -63,12 +63,9 @@ class AudioTask(Task):
         if not os.path.isdir(d.root):
             raise ConfigError(f"data.root {d.root!r} is not a directory of audio files")
         from audio.data import load_audio_list
-        lists = ([("train_list", d.train_list)] if cfg.train.epochs > 0 else []) + [("val_list", d.val_list)]
-        for key, path in lists:
-            if not path:
-                raise ConfigError(f"data.{key} is empty; set it to an AudioSet CSV or a JSON list")
+        for _, path in required_lists(cfg, "an AudioSet segments CSV or an Audio-MAE JSON list"):
             _, num_classes = load_audio_list(path, d.root, d.label_csv)
-            if num_classes != cfg.model.num_classes and not cfg.model.checkpoint:
+            if num_classes != cfg.model.num_classes:
                 raise ConfigError(f"model.num_classes={cfg.model.num_classes} but {path} has "
                                   f"{num_classes} classes")
         check_checkpoint(cfg.model.checkpoint, cfg)

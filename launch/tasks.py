@@ -65,6 +65,16 @@ def get_task(name) -> Task:
     return getattr(importlib.import_module(module), cls)()
 
 
+def required_lists(cfg, what: str) -> list:
+    """(key, path) of the data lists a run reads: the training list only when it trains."""
+    d = cfg.data
+    lists = ([("train_list", d.train_list)] if cfg.train.epochs > 0 else []) + [("val_list", d.val_list)]
+    for key, path in lists:
+        if not path:
+            raise ConfigError(f"data.{key} is empty; set it to {what}")
+    return lists
+
+
 def check_checkpoint(path: Optional[str], cfg) -> None:
     """A checkpoint must exist, unless an earlier stage of this experiment will write it."""
     if not path or os.path.isfile(path):

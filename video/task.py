@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import torch
 
 import tome
 from launch.errors import ConfigError
-from launch.tasks import Task, check_checkpoint, topk_accuracy
+from launch.tasks import Task, check_checkpoint, required_lists, topk_accuracy
 
 
 @dataclass
@@ -64,10 +65,7 @@ class VideoTask(Task):
         if not os.path.isdir(d.root):
             raise ConfigError(f"data.root {d.root!r} is not a directory of videos")
         from video.data import load_video_list
-        lists = ([("train_list", d.train_list)] if cfg.train.epochs > 0 else []) + [("val_list", d.val_list)]
-        for key, path in lists:
-            if not path:
-                raise ConfigError(f"data.{key} is empty; set it to a Kinetics CSV of 'path label' lines")
+        for _, path in required_lists(cfg, "a Kinetics CSV of 'path label' lines"):
             load_video_list(path, d.root)  # missing file, empty list or bad line: ConfigError
         check_checkpoint(cfg.model.checkpoint, cfg)
 
@@ -115,7 +113,6 @@ class VideoTask(Task):
         video_scores, ids = aggregate_views(scores, index)
         # every view of a video carries the video's label; take one per video
         labels = {int(i): int(t) for i, t in zip(index, targets)}
-        import torch
         video_targets = torch.tensor([labels[int(i)] for i in ids])
         out = topk_accuracy(video_scores, video_targets, (1, 5))
         out["view_acc1"] = per_view["acc1"]
