@@ -187,6 +187,7 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
         net.train()
         totals = torch.zeros(3, device=env.device)  # loss sum, steps, skipped files
         epoch_start = time.time()
+        progress = log.progress(f"epoch {epoch + 1}/{t.epochs}", steps_per_epoch, first)
         for i, batch in enumerate(loader, start=first):
             torch.manual_seed(step_seed(t.seed, epoch, i, env.rank))
             mixup = Mixup(t.mixup, t.cutmix, t.mixup_prob, t.mixup_switch_prob, t.label_smoothing,
@@ -218,10 +219,12 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
             step_1000x = int((epoch + (i + 1) / steps_per_epoch) * 1000)
             log.scalars({"train/loss": loss.item(), "train/lr": lr}, step_1000x)
             steps_run += 1
+            progress.update(loss=loss.item(), lr=lr, samples=x.shape[0])
             if t.checkpoint_every and (i + 1) % t.checkpoint_every == 0 and i + 1 < steps_per_epoch:
                 save(epoch, i + 1)
             if stop_after_steps is not None and steps_run >= stop_after_steps:
                 raise Interrupted(f"stopped after {steps_run} steps (test hook)")
+        progress.close()
         distributed.all_reduce_sum(totals)
         seconds = time.time() - epoch_start
         record = {"epoch": epoch + 1, "train_loss": (totals[0] / totals[1]).item(), "lr": lr,
@@ -328,3 +331,4 @@ def run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
         return rows
     finally:
         log.close()
+        distributed.cleanup()

@@ -36,6 +36,9 @@ class RunLog:
         with open(os.path.join(self.run_dir, "log.txt"), "a") as f:
             f.write(line + "\n")
 
+    def progress(self, label: str, total: int, start: int = 0) -> "Progress":
+        return Progress(self, label, total, start)
+
     def scalars(self, values: dict, step: int, prefix: str = "") -> None:
         if self.writer is None:
             return
@@ -59,6 +62,37 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class Progress:
+    """A progress bar on a terminal; on a log file (SLURM, the local executor) a line at every
+    tenth of the epoch with loss, lr, samples/s and the time left."""
+
+    def __init__(self, log: RunLog, label: str, total: int, start: int = 0):
+        self.log, self.label, self.total, self.done, self.first = log, label, total, start, start
+        self.start, self.samples = time.time(), 0
+        self.bar = None
+        if log.enabled and sys.stdout.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=start, desc=label, leave=False, dynamic_ncols=True)
+        self.every = max(total // 10, 1)
+
+    def update(self, loss: float, lr: float, samples: int) -> None:
+        self.done += 1
+        self.samples += samples
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+            self.bar.update(1)
+        elif self.log.enabled and (self.done % self.every == 0 and self.done < self.total):
+            elapsed = time.time() - self.start
+            rate = self.samples / max(elapsed, 1e-9)
+            left = elapsed / (self.done - self.first) * (self.total - self.done)
+            self.log.info(f"{self.label} [{self.done}/{self.total}] loss={loss:.4f} lr={lr:.3g} "
+                          f"{rate:.1f} samples/s, {left:.0f}s left")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def read_jsonl(path: str) -> list:
