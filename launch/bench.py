@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import os
 import sys
 
@@ -75,12 +76,17 @@ def make_step(model, x, step: str, dtype: torch.dtype, device: torch.device):
 
 
 def measure(models: dict, batch: int, args, device, dtype) -> dict:
+    """Samples/s of each model. Repetitions are interleaved (one timed call of each model per
+    round) so that drift in the machine's state hits all models alike; medians per model."""
     x = torch.randn(batch, 3, args.img_size, args.img_size, device=device)
-    out = {}
-    for name, model in models.items():
-        fn = make_step(model, x, args.step, dtype, device)
-        out[name] = batch / median_seconds(fn, args.runs, args.warmup, device)
-    return out
+    steps = {name: make_step(model, x, args.step, dtype, device) for name, model in models.items()}
+    for fn in steps.values():
+        median_seconds(fn, 0, args.warmup, device)
+    times = {name: [] for name in steps}
+    for _ in range(args.runs):
+        for name, fn in steps.items():
+            times[name].append(median_seconds(fn, 1, 0, device))
+    return {name: batch / statistics.median(t) for name, t in times.items()}
 
 
 def search_batch(model, args, device, dtype) -> int:
