@@ -27,7 +27,7 @@ def test_demo_images_read_by_loader(demo_root):
     train = ImageFolderDataset(demo_root, "train")
     val = ImageFolderDataset(demo_root, "val")
     assert len(train) == 12 and len(val) == 6
-    assert train.classes == val.classes == ["00_circle", "01_square", "02_triangle"]
+    assert train.classes == val.classes == ["00_hstripes", "01_vstripes", "02_checker"]
     item = train[5]
     assert set(item) == {"input", "target", "index", "skipped"}
     assert item["input"].shape == (3, 32, 32) and item["input"].dtype == torch.float32
@@ -42,7 +42,7 @@ def test_demo_images_deterministic_and_cached(tmp_path, demo_root):
         if rel.endswith(".png"):
             assert (again / rel).read_bytes() == (demo_root / rel).read_bytes()
     other = write_demo_images(tmp_path / "other", **dict(SMALL, seed=1))
-    first = "train/00_circle/00000.png"
+    first = "train/00_hstripes/00000.png"
     assert (other / first).read_bytes() != (demo_root / first).read_bytes()
     stamp = os.stat(again / first).st_mtime_ns
     write_demo_images(again, **SMALL)  # same settings: nothing rewritten
@@ -64,7 +64,7 @@ def test_demo_bad_settings():
 
 def test_corrupt_file_replaced_and_counted(tmp_path, caplog):
     root = write_demo_images(tmp_path / "d", **SMALL)
-    bad = root / "train" / "01_square" / "00002.png"
+    bad = root / "train" / "01_vstripes" / "00002.png"
     bad.write_bytes(b"not an image at all")
     ds = ImageFolderDataset(root, "train")
     index = [p for p, _ in ds.samples].index(str(bad))
@@ -152,3 +152,15 @@ def test_demo_picture_and_cli(tmp_path):
     assert len(ImageFolderDataset(tmp_path / "cli", "val")) == 2
     _main(["picture", str(tmp_path / "pic.png"), "--size", "64"])
     assert Image.open(tmp_path / "pic.png").size == (64, 64)
+
+
+def test_every_demo_class_renders():
+    import numpy as np
+
+    from image.synthetic import render_sample
+
+    for i, name in enumerate(DEMO_CLASSES):
+        img = render_sample(name, 32, np.random.default_rng([0, i]))
+        assert img.size == (32, 32) and img.mode == "RGB"
+    with pytest.raises(ConfigError, match="unknown demo class"):
+        render_sample("hexagon", 32, np.random.default_rng(0))

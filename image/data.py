@@ -1,0 +1,142 @@
+"""ImageNet-style image data: the ImageFolder dataset, transforms per model family, demo data.
+
+The dataset reads root/<split>/<class>/<image> (the ImageNet-1k ImageFolder layout). Run
+`python -m image.data demo ROOT` to write the small synthetic set the demo configs train on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.transforms import functional as TF
+
+from launch.errors import ConfigError
+from image.synthetic import CLASSES as DEMO_CLASSES  # noqa: F401  (re-exported)
+from image.synthetic import DEFAULT_NUM_CLASSES, demo_picture, write_demo_images  # noqa: F401
+from image.transforms import FAMILIES, eval_settings, eval_transform, train_transform  # noqa: F401
+
+log = logging.getLogger(__name__)
+
+# What PIL raises for a truncated, corrupt or non-image file.
+LOAD_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")
+
+
+def scan_split(split_dir: Path) -> Tuple[List[str], List[Tuple[str, int]]]:
+    """Sorted class folder names and (path, class index) pairs for every image below them.
+
+    Empty class folders keep their index, so labels stay aligned between train and val.
+    """
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    samples = []
+    for idx, name in enumerate(classes):
+        for dirpath, dirnames, filenames in os.walk(split_dir / name, followlinks=True):
+            dirnames.sort()
+            samples.extend((os.path.join(dirpath, f), idx) for f in sorted(filenames) if _is_image(f))
+    return classes, samples
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Decode fully (convert forces it) so corrupt files fail here, not later in a transform."""
+    with open(path, "rb") as f:
+        return Image.open(f).convert("RGB")
+
+
+class ImageFolderDataset(Dataset):
+    """root/<split>/<class>/* images as {"input", "target", "index", "skipped"} dicts.
+
+    A file that cannot be decoded is logged and replaced by a random other sample (up to
+    max_retries times); "skipped" counts the failures behind each item so the training/eval
+    loop can sum them over workers and processes. "index" is the requested index.
+    """
+
+    def __init__(self, root, split: str = "train", transform: Optional[Callable] = None,
+                 max_retries: int = 10):
+        root = Path(root)
+        if not root.is_dir():
+            raise ConfigError(f"image data root {str(root)!r} is not a directory; expected a folder "
+                              "holding train/ and val/ in the ImageFolder layout")
+        split_dir = root / split
+        if not split_dir.is_dir():
+            found = sorted(p.name for p in root.iterdir() if p.is_dir())
+            raise ConfigError(f"split {split!r} not found under {str(root)!r}; expected "
+                              f"{str(split_dir)!r} (sub-folders found: {found})")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"max_retries={max_retries!r} is not valid; expected an integer >= 0")
+        self.root, self.split, self.split_dir = root, split, split_dir
+        self.classes, self.samples = scan_split(split_dir)
+        if not self.samples:
+            raise ConfigError(f"no images found in {str(split_dir)!r}; expected <class>/<image> files "
+                              f"with one of the extensions {IMG_EXTENSIONS}")
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.targets = [t for _, t in self.samples]
+        self.transform = transform
+        self.max_retries = max_retries
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _load(self, index: int) -> Tuple[Image.Image, int, int]:
+        """The image at index, or a random stand-in after failures; returns (image, target, skipped)."""
+        tried = index
+        for skipped in range(self.max_retries + 1):
+            path, target = self.samples[tried]
+            try:
+                return load_rgb(path), target, skipped
+            except LOAD_ERRORS as err:
+                log.warning("skipping unreadable image %s (%s: %s)", path, type(err).__name__, err)
+                # torch's RNG is reseeded per DataLoader worker, so workers pick different stand-ins
+                tried = int(torch.randint(len(self.samples), ()).item())
+        raise ConfigError(f"{self.max_retries + 1} image files in a row failed to load in "
+                          f"{str(self.split_dir)!r} (last: {path!r}); the dataset looks corrupt, "
+                          "check the files or raise max_retries")
+
+    def __getitem__(self, index: int) -> dict:
+        img, target, skipped = self._load(index)
+        x = self.transform(img) if self.transform is not None else TF.to_tensor(img)
+        return {"input": x, "target": target, "index": index, "skipped": skipped}
+
+
+def _main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m image.data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="write the synthetic demo dataset to ROOT")
+    demo.add_argument("root")
+    demo.add_argument("--classes", type=int, default=DEFAULT_NUM_CLASSES)
+    demo.add_argument("--train-per-class", type=int, default=60)
+    demo.add_argument("--val-per-class", type=int, default=20)
+    demo.add_argument("--size", type=int, default=64)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--format", choices=("png", "jpeg"), default="png")
+    pic = sub.add_parser("picture", help="write the ToMe visualisation demo picture to PATH")
+    pic.add_argument("path")
+    pic.add_argument("--size", type=int, default=224)
+    pic.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            root = write_demo_images(args.root, num_classes=args.classes,
+                                     train_per_class=args.train_per_class,
+                                     val_per_class=args.val_per_class, size=args.size,
+                                     seed=args.seed, image_format=args.format)
+            print(f"demo images in {root}")
+        else:
+            demo_picture(args.size, args.seed).save(args.path)
+            print(f"demo picture at {args.path}")
+    except ConfigError as err:
+        parser.exit(2, f"error: {err}\n")
+
+
+if __name__ == "__main__":
+    _main()
