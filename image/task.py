@@ -24,6 +24,7 @@ class ImageData:
     crop_pct: Optional[float] = None
     rand_augment: Optional[str] = "rand-m9-mstd0.5-inc1"
     re_prob: float = 0.25
+    train_scale: list = field(default_factory=lambda: [0.08, 1.0])  # random-resized-crop area
     demo: bool = False                   # generate the synthetic demo set into root if missing
     demo_classes: int = 8
     demo_train_per_class: int = 60
@@ -63,10 +64,13 @@ class ImageTask(Task):
 
     def build_dataset(self, cfg, train: bool):
         from image.data import ImageFolderDataset
-        from image.transforms import eval_transform, train_transform
+        from image.transforms import eval_settings, eval_transform, train_transform
         d = cfg.data
         if train:
-            transform = train_transform(d.img_size, d.rand_augment, d.re_prob)
+            # Train with the normalisation the family's weights (and its evaluation) expect.
+            stats = eval_settings(d.family, d.img_size)
+            transform = train_transform(d.img_size, d.rand_augment, d.re_prob, mean=stats["mean"],
+                                        std=stats["std"], scale=tuple(d.train_scale))
             return ImageFolderDataset(d.root, d.train_split, transform)
         return ImageFolderDataset(d.root, d.val_split, eval_transform(d.family, d.img_size, d.crop_pct))
 
