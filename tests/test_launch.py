@@ -87,7 +87,7 @@ def test_missing_paths_fail_before_submission(tmp_path, capsys):
 def test_inheritance_overrides_and_resolved_config(tmp_path):
     cfg = resolve(write_config(tmp_path), ["tome.r=3", "train.blr=2e-3"])
     assert cfg.tome.r == 3 and cfg.train.blr == 2e-3 and cfg.data.family == "demo"
-    assert cfg.model.name == "demo_vit_tiny"  # from the base file
+    assert cfg.model.name == "demo_vit_mae"  # from the base file
 
 
 def test_sweep_and_stages_expand_to_named_runs(tmp_path):
