@@ -19,6 +19,7 @@ import torch
 import torchaudio
 from torch.utils.data import Dataset
 
+from launch.data import load_with_standins
 from launch.errors import ConfigError
 
 from .demo import CLASSES as DEMO_CLASSES
@@ -102,22 +103,12 @@ class AudioClipDataset(Dataset):
         return fbank[None].contiguous()
 
     def __getitem__(self, index: int) -> dict:
-        skipped = 0
-        while True:
-            path, labels = self.items[index]
-            try:
-                features = self._features(path)
-                break
-            except Exception as err:  # noqa: BLE001 -- any decode failure is one bad file
-                skipped += 1
-                if skipped > self.max_retries:
-                    raise RuntimeError(f"{skipped} audio files in a row could not be read (last {path}: "
-                                       f"{type(err).__name__}: {err}); check the clip list and root") from err
-                log.warning("unreadable audio file %s (%s: %s); using a random other clip instead",
-                            path, type(err).__name__, err)
-                index = int(torch.randint(0, len(self.items), ()))
+        features, index, skipped = load_with_standins(
+            lambda i: self._features(self.items[i][0]), lambda i: self.items[i][0], index,
+            lambda i, attempt: int(torch.randint(0, len(self.items), ())),
+            self.max_retries, "audio", log)
         target = torch.zeros(self.num_classes, dtype=torch.float32)
-        target[labels] = 1.0
+        target[self.items[index][1]] = 1.0
         return {"input": features, "target": target, "index": index, "skipped": skipped}
 
 

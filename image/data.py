@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 
+from launch.data import load_with_standins
 from launch.errors import ConfigError
 from image.synthetic import CLASSES as DEMO_CLASSES  # noqa: F401  (re-exported)
 from image.synthetic import DEFAULT_NUM_CLASSES, demo_picture, write_demo_images  # noqa: F401
@@ -26,7 +27,6 @@ from image.transforms import FAMILIES, eval_settings, eval_transform, train_tran
 log = logging.getLogger(__name__)
 
 # What PIL raises for a truncated, corrupt or non-image file.
-LOAD_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def _is_image(name: str) -> bool:
@@ -89,18 +89,12 @@ class ImageFolderDataset(Dataset):
 
     def _load(self, index: int) -> Tuple[Image.Image, int, int]:
         """The image at index, or a random stand-in after failures; returns (image, target, skipped)."""
-        tried = index
-        for skipped in range(self.max_retries + 1):
-            path, target = self.samples[tried]
-            try:
-                return load_rgb(path), target, skipped
-            except LOAD_ERRORS as err:
-                log.warning("skipping unreadable image %s (%s: %s)", path, type(err).__name__, err)
-                # torch's RNG is reseeded per DataLoader worker, so workers pick different stand-ins
-                tried = int(torch.randint(len(self.samples), ()).item())
-        raise ConfigError(f"{self.max_retries + 1} image files in a row failed to load in "
-                          f"{str(self.split_dir)!r} (last: {path!r}); the dataset looks corrupt, "
-                          "check the files or raise max_retries")
+        # torch's RNG is seeded per sample by the engine, so stand-ins are reproducible
+        image, used, skipped = load_with_standins(
+            lambda i: load_rgb(self.samples[i][0]), lambda i: self.samples[i][0], index,
+            lambda i, attempt: int(torch.randint(len(self.samples), ()).item()),
+            self.max_retries, "image", log, ConfigError)
+        return image, self.samples[used][1], skipped
 
     def __getitem__(self, index: int) -> dict:
         img, target, skipped = self._load(index)

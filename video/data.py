@@ -12,6 +12,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch.utils.data import Dataset
 
+from launch.data import load_with_standins
 from launch.errors import ConfigError
 
 from . import transforms as T
@@ -166,18 +167,11 @@ class VideoClipDataset(Dataset):
         temporal_idx, spatial_idx = divmod(view, self.num_spatial_crops)
         if self.train:
             temporal_idx = -1
-        for attempt in range(self.max_retries + 1):
-            path, label = self.videos[video]
-            try:
-                clips = self._decode(path, temporal_idx, self.repeat_aug)
-                break
-            except Exception as err:  # decoders raise assorted types; one bad file must not end a run
-                log.warning("skipping unreadable video %s (%s: %s)", path, type(err).__name__,
-                            str(err).splitlines()[0][:200] if str(err) else "")
-                video = self._replacement(item, video, attempt)
-        else:
-            raise RuntimeError(f"{self.max_retries + 1} videos in a row could not be decoded (last: "
-                               f"{path}, list {self.list_path}); check the files and the decord/PyAV install")
+        clips, video, attempt = load_with_standins(
+            lambda v: self._decode(self.videos[v][0], temporal_idx, self.repeat_aug),
+            lambda v: self.videos[v][0], video, lambda v, a: self._replacement(item, v, a),
+            self.max_retries, "video", log)
+        label = self.videos[video][1]
         if self.train:
             views = [self._train_view(c) for c in clips]
         else:

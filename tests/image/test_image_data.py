@@ -79,7 +79,7 @@ def test_all_files_corrupt_is_a_clear_error(tmp_path):
     cls = tmp_path / "val" / "a"
     cls.mkdir(parents=True)
     (cls / "x.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    with pytest.raises(ConfigError, match="failed to load"):
+    with pytest.raises(ConfigError, match="image files in a row could not be read"):
         ImageFolderDataset(tmp_path, "val", max_retries=2)[0]
 
 

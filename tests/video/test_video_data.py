@@ -160,7 +160,7 @@ def test_all_corrupt_raises(tmp_path):
         (tmp_path / f"b{i}.mp4").write_bytes(b"junk")
     (tmp_path / "l.csv").write_text("b0.mp4 0\nb1.mp4 1\n")
     ds = VideoClipDataset(tmp_path / "l.csv", tmp_path, train=True, max_retries=3, **SMALL)
-    with pytest.raises(RuntimeError, match="4 videos in a row"):
+    with pytest.raises(RuntimeError, match="4 video files in a row could not be read"):
         ds[0]
 
 
