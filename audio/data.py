@@ -4,7 +4,7 @@ The pieces live in small modules and are re-exported here:
 
 * ``audio.lists``    -- ``load_audio_list`` (AudioSet segment CSV or Audio-MAE JSON + label csv)
 * ``audio.features`` -- ``read_audio``, ``wav_to_fbank`` (Audio-MAE's Kaldi fbank + normalisation)
-* ``audio.sampling`` -- ``class_balanced_weights``, ``DistributedWeightedSampler``
+* ``audio.sampling`` -- ``class_balanced_weights`` (the engine's sampler draws with them)
 * ``audio.demo``     -- ``write_demo_audio`` (synthetic multi-label clips); CLI:
   ``python -m audio.data demo ROOT [--classes 8 --clips 240 --seconds 2.5 --seed 0]``
 """
@@ -26,10 +26,10 @@ from .demo import CLASSES as DEMO_CLASSES
 from .demo import write_demo_audio
 from .features import padded_value, read_audio, wav_to_fbank
 from .lists import load_audio_list, read_label_csv, resolve_label_csv
-from .sampling import DistributedWeightedSampler, class_balanced_weights
+from .sampling import class_balanced_weights
 
 __all__ = [
-    "AudioClipDataset", "DistributedWeightedSampler", "class_balanced_weights", "load_audio_list",
+    "AudioClipDataset", "class_balanced_weights", "load_audio_list",
     "read_audio", "read_label_csv", "wav_to_fbank", "write_demo_audio",
 ]
 

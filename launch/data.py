@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .errors import ConfigError
+
 
 def _mix(*values: int) -> int:
     return int(np.random.SeedSequence([v & 0xFFFFFFFF for v in values]).generate_state(1)[0])
@@ -30,6 +32,12 @@ class EpochSampler(Sampler):
     def __init__(self, size: int, rank: int = 0, world: int = 1, seed: int = 0, shuffle: bool = True,
                  weights: Optional[torch.Tensor] = None, num_samples: Optional[int] = None):
         self.size, self.rank, self.world, self.seed, self.shuffle = size, rank, world, seed, shuffle
+        if weights is not None:
+            weights = torch.as_tensor(weights, dtype=torch.float64).flatten()
+            if (weights.numel() != size or not torch.isfinite(weights).all() or (weights < 0).any()
+                    or weights.sum() <= 0):
+                raise ConfigError(f"sampling weights must be {size} finite, non-negative numbers with a "
+                                  f"positive sum (got {weights.numel()})")
         self.weights = weights
         total = num_samples or size
         self.per_rank = total // world if shuffle else len(range(rank, size, world))

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-import tome
 from tome.flops import model_gflops
 
 from . import checkpoint as ckpt

@@ -8,7 +8,8 @@ import soundfile
 import torch
 import torchaudio
 
-from audio.data import (AudioClipDataset, DistributedWeightedSampler, _main, class_balanced_weights,
+from launch.data import EpochSampler
+from audio.data import (AudioClipDataset, _main, class_balanced_weights,
                         load_audio_list, read_audio, wav_to_fbank, write_demo_audio)
 from audio.features import padded_value
 from launch.errors import ConfigError
@@ -215,18 +216,16 @@ def test_class_balanced_weights():
         class_balanced_weights([("a", [5])], 4)
 
 
-def test_distributed_weighted_sampler_shards_one_weighted_draw():
+def test_weighted_sampler_shards_one_weighted_draw():
+    """The engine's sampler with class-balanced weights: one draw per epoch, sharded over ranks."""
     weights = torch.tensor([1.0, 1.0, 1.0, 3.0])
-    whole = list(DistributedWeightedSampler(weights, num_samples=8000, num_replicas=1, rank=0, seed=3))
-    shards = [DistributedWeightedSampler(weights, num_samples=8000, num_replicas=2, rank=r, seed=3)
-              for r in range(2)]
+    whole = [i for i, _ in EpochSampler(4, 0, 1, seed=3, weights=weights, num_samples=8000)]
+    shards = [EpochSampler(4, r, 2, seed=3, weights=weights, num_samples=8000) for r in range(2)]
     assert [len(s) for s in shards] == [4000, 4000]
-    drawn = [list(s) for s in shards]
+    drawn = [[i for i, _ in s] for s in shards]
     assert drawn[0] == whole[0::2] and drawn[1] == whole[1::2]
     assert np.bincount(whole, minlength=4)[3] / 8000 == pytest.approx(0.5, abs=0.03)
     shards[0].set_epoch(1)
-    assert list(shards[0]) != drawn[0]
-    with pytest.raises(ConfigError, match="rank=2"):
-        DistributedWeightedSampler(weights, num_replicas=2, rank=2)
+    assert [i for i, _ in shards[0]] != drawn[0]
     with pytest.raises(ConfigError, match="non-negative"):
-        DistributedWeightedSampler([1.0, -1.0], num_replicas=1, rank=0)
+        EpochSampler(2, weights=torch.tensor([1.0, -1.0]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.models.vision_transformer import Encoder, EncoderBlock, VisionTransformer
+from torchvision.models.vision_transformer import EncoderBlock, VisionTransformer
 
 from ..attention import attend, pick_metric, size_bias
 from ..merge import merge_step
