@@ -25,8 +25,8 @@ from launch.runlog import read_jsonl  # noqa: E402
 
 METRICS = ("acc1", "acc5", "map", "mauc", "view_acc1")
 COLUMNS = ["run", "task", "model", "train_r", "r", "metric", "value", "throughput", "speedup",
-           "gflops", "tokens_out", "skipped_files", "paper_base", "paper_tome", "paper_speedup",
-           "paper_source"]
+           "gflops", "tokens_out", "skipped_files", "train_s", "train_speedup", "paper_base",
+           "paper_tome", "paper_speedup", "paper_source"]
 
 
 def find_runs(paths) -> list[str]:
@@ -49,6 +49,8 @@ def collect(paths) -> list[dict]:
             with open(os.path.join(run_dir, "config.yaml")) as f:
                 cfg = yaml.safe_load(f) or {}
         results = read_jsonl(os.path.join(run_dir, "results.jsonl"))
+        epochs = read_jsonl(os.path.join(run_dir, "log.jsonl"))
+        train_s = sum(e.get("epoch_seconds", 0.0) for e in epochs) if epochs else None
         base = next((r.get("throughput") for r in results if r["r"] == 0), None)
         paper = paper_row(cfg["paper"]) if cfg.get("paper") in ROWS else None
         for res in results:
@@ -60,12 +62,25 @@ def collect(paths) -> list[dict]:
                 "value": res.get(metric), "throughput": speed,
                 "speedup": speed / base if speed and base else None, "gflops": res.get("gflops"),
                 "tokens_out": res.get("tokens_out"), "skipped_files": res.get("skipped_files", 0),
+                "train_s": train_s, "train_speedup": None, "epochs": len(epochs),
                 "paper_base": paper["base"] if paper else None,
                 "paper_tome": paper["tome"] if paper and res["r"] == paper["r"] else None,
                 "paper_speedup": paper["speedup"] if paper and res["r"] == paper["r"] else None,
                 "paper_source": paper["source"] if paper else "",
             })
+    _training_speedups(rows)
     return rows
+
+
+def _training_speedups(rows: list[dict]) -> None:
+    """Fine-tuning wall-clock of each merged run against the r=0 run of the same task, model and
+    epoch count in the same comparison (the paper compares fine-tuning time for the same epochs)."""
+    base = {(r["task"], r["model"], r["epochs"]): r["train_s"] for r in rows
+            if r["train_r"] == 0 and r["train_s"]}
+    for r in rows:
+        ref = base.get((r["task"], r["model"], r["epochs"]))
+        if ref and r["train_s"]:
+            r["train_speedup"] = ref / r["train_s"]
 
 
 def _cell(value) -> str:
@@ -132,7 +147,8 @@ def write_report(paths, out_prefix: str) -> dict:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
+            writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()
+                             if k in COLUMNS})
     plot(rows, out_prefix + ".png")
     return {"rows": rows, "markdown": table,
             "paths": [out_prefix + ext for ext in (".md", ".csv", ".png")]}

@@ -197,3 +197,17 @@ def test_compare_builds_table_csv_and_plot(tmp_path):
     assert os.path.getsize(tmp_path / "out.png") > 1000
     assert open(tmp_path / "out.csv").read().startswith("run,task,model")
     assert compare.main([str(tmp_path / "nothing")]) == 2
+
+
+def test_compare_reports_training_speedup(tmp_path):
+    for name, train_r, seconds in (("base", 0, [10.0, 10.0]), ("merged", 8, [5.0, 5.0])):
+        run_dir = tmp_path / "exp" / name
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(
+            {"task": "video", "model": {"name": "video_vit_l"}, "tome": {"r": train_r}}))
+        (run_dir / "results.jsonl").write_text(json.dumps({"r": train_r, "acc1": 80.0}) + "\n")
+        (run_dir / "log.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "epoch_seconds": s}) + "\n"
+                                                   for i, s in enumerate(seconds)))
+    rows = {os.path.basename(r["run"]): r for r in compare.collect([str(tmp_path / "exp")])}
+    assert rows["merged"]["train_s"] == 10.0 and rows["merged"]["train_speedup"] == 2.0
+    assert rows["base"]["train_speedup"] == 1.0

@@ -88,3 +88,23 @@ def test_patch_audio_and_video_need_their_grids():
         tome.patch.audio(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="frames, rows, cols"):
         tome.patch.video(audio_like_model())
+
+
+def test_video_wrapper_tokens_and_space_time_source_map():
+    from tome.spatiotemporal import paint_video, video_groups
+    from video.model import build_video_vit
+    model = tome.patch.video(build_video_vit("micro", 4, num_frames=4, img_size=32), trace_source=True)
+    model.r = 6
+    with torch.no_grad():
+        model.eval()(torch.randn(2, 3, 4, 32, 32))
+    grid = model.patch_embed.grid_size
+    assert tuple(grid) == (2, 2, 2)
+    assert model._tome.tokens == model._tome.expected_tokens(1 + 8, len(model.blocks))
+    groups = video_groups(model._tome.source[0], grid)
+    assert groups.shape == (2, 2, 2)
+    # a partition: every tubelet belongs to exactly one output token, the class token to none
+    assert (model._tome.source.sum(dim=1) == 1).all()
+    assert set(groups.flatten().tolist()) <= set(range(1, model._tome.tokens[-1]))
+    frames = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    painted = paint_video(frames, groups.numpy())
+    assert len(painted) == 4 and painted[0].shape == (32, 32, 3)
