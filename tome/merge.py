@@ -103,8 +103,13 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, protected: int = 0,
 
 
 def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Gather whole token rows: x [B, T, C], idx [B, K] -> [B, K, C]."""
-    return x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1]))
+    """Gather whole token rows: x [B, T, C], idx [B, K] -> [B, K, C].
+
+    A row copy (index_select on the flattened batch) rather than an element-wise gather."""
+    batch, tokens = x.shape[:2]
+    offsets = torch.arange(batch, device=idx.device)[:, None] * tokens
+    flat = x.reshape(batch * tokens, *x.shape[2:]).index_select(0, (idx + offsets).flatten())
+    return flat.view(batch, idx.shape[1], *x.shape[2:])
 
 
 def merge_tokens(m: Matching, x: torch.Tensor, size: Optional[torch.Tensor],

@@ -7,6 +7,7 @@ runs as before: LayerScale, q/k norm, gates, drop path, dropout.
 from __future__ import annotations
 
 import torch
+from torch import nn
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 
 from ..attention import attend, pick_metric, size_bias
@@ -23,6 +24,10 @@ class ToMeAttentionMixin:
         batch, num_tokens, _ = x.shape
         gate = self.gate(x).sigmoid() if self.gate is not None else None
         qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, self.head_dim)
+        # Head-averaged keys straight from the projection's layout (one cheap pass); with a
+        # key norm, average the normed keys instead.
+        fast_metric = metric == "k" and isinstance(self.k_norm, nn.Identity)
+        key_metric = qkv[:, :, 1].mean(dim=2) if fast_metric else None
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         bias = size_bias(size, q.dtype) if prop_attn else None
@@ -33,7 +38,7 @@ class ToMeAttentionMixin:
         if gate is not None:
             out = out * gate
         out = self.proj_drop(self.proj(out))
-        return out, pick_metric(metric, x, q, k, v)
+        return out, key_metric if fast_metric else pick_metric(metric, x, q, k, v)
 
 
 class ToMeBlockMixin:
