@@ -66,7 +66,7 @@ class RunLog:
 
 class Progress:
     """A progress bar on a terminal; on a log file (SLURM, the local executor) a line at every
-    tenth of the epoch with loss, lr, samples/s and the time left."""
+    tenth of the epoch (at most one per 10 s) with loss, lr, samples/s and the time left."""
 
     def __init__(self, log: RunLog, label: str, total: int, start: int = 0):
         self.log, self.label, self.total, self.done, self.first = log, label, total, start, start
@@ -76,6 +76,7 @@ class Progress:
             from tqdm import tqdm
             self.bar = tqdm(total=total, initial=start, desc=label, leave=False, dynamic_ncols=True)
         self.every = max(total // 10, 1)
+        self.last_line = time.time()
 
     def update(self, loss: float, lr: float, samples: int) -> None:
         self.done += 1
@@ -83,7 +84,9 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
             self.bar.update(1)
-        elif self.log.enabled and (self.done % self.every == 0 and self.done < self.total):
+        elif (self.log.enabled and self.done % self.every == 0 and self.done < self.total
+              and time.time() - self.last_line >= 10):
+            self.last_line = time.time()
             elapsed = time.time() - self.start
             rate = self.samples / max(elapsed, 1e-9)
             left = elapsed / (self.done - self.first) * (self.total - self.done)
