@@ -157,7 +157,7 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         if ema is not None and state.get("ema"):
-            ema.shadow = state["ema"]
+            ema.shadow = {k: v.to(env.device) for k, v in state["ema"].items()}
         start_epoch, start_step = state["epoch"], state["step"]
         log.info(f"resumed from epoch {start_epoch} step {start_step}")
     net = model
@@ -219,7 +219,9 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
             log.scalars({"train/loss": loss.item(), "train/lr": lr}, step_1000x)
             steps_run += 1
             progress.update(loss=loss.item(), lr=lr, samples=x.shape[0])
-            if t.checkpoint_every and (i + 1) % t.checkpoint_every == 0 and i + 1 < steps_per_epoch:
+            # mid-epoch saves only between optimizer steps, never inside gradient accumulation
+            if (t.checkpoint_every and (i + 1) % t.checkpoint_every == 0 and last_micro
+                    and i + 1 < steps_per_epoch):
                 save(epoch, i + 1)
             if stop_after_steps is not None and steps_run >= stop_after_steps:
                 raise Interrupted(f"stopped after {steps_run} steps (test hook)")
