@@ -98,7 +98,9 @@ class ImageTask(Task):
             (x.shape[-2] // model.patch_size, x.shape[-1] // model.patch_size)
         groups = groups_on_grid(source, grid, model._tome.protected)
         image = to_uint8(x.permute(1, 2, 0))
-        Image.fromarray(np.concatenate([image, paint_groups(image, groups.numpy())], axis=1)).save(path)
+        picture = Image.fromarray(np.concatenate([image, paint_groups(image, groups.numpy())], axis=1))
+        scale = max(1, 256 // image.shape[0])  # small demo images are drawn larger
+        picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
         return path
 
     def metrics(self, scores, targets, index) -> dict:
