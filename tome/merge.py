@@ -133,7 +133,8 @@ def merge_tokens(m: Matching, x: torch.Tensor, size: Optional[torch.Tensor],
     if mode not in ("wavg", "mean"):
         raise ValueError(f"merge mode must be one of {MERGE_MODES}, got {mode!r}")
     src_size = _rows(size, m.src)
-    merged_size = new_size.scatter_add(1, m.dst[..., None], src_size)
+    # out and new_size are fresh copies: update them in place (no second pass over the tokens)
+    merged_size = new_size.scatter_add_(1, m.dst[..., None], src_size)
     # x_new = x_dst + sum_i w_i (x_i - x_dst), w_i = s_i / s_new, is the weighted average but only
     # touches the r merged rows, and never multiplies activations by large sizes (fp16-safe).
     if mode == "wavg":
@@ -142,7 +143,7 @@ def merge_tokens(m: Matching, x: torch.Tensor, size: Optional[torch.Tensor],
         counts = torch.ones_like(new_size).scatter_add(1, m.dst[..., None], torch.ones_like(src_size))
         weight = 1.0 / counts.gather(1, m.dst[..., None])
     delta = weight.to(x.dtype) * (_rows(x, m.src) - _rows(out, m.dst))
-    out = out.scatter_add(1, m.dst[..., None].expand(-1, -1, x.shape[-1]), delta)
+    out.scatter_add_(1, m.dst[..., None].expand(-1, -1, x.shape[-1]), delta)
     return out, merged_size
 
 
