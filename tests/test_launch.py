@@ -211,3 +211,35 @@ def test_compare_reports_training_speedup(tmp_path):
     rows = {os.path.basename(r["run"]): r for r in compare.collect([str(tmp_path / "exp")])}
     assert rows["merged"]["train_s"] == 10.0 and rows["merged"]["train_speedup"] == 2.0
     assert rows["base"]["train_speedup"] == 1.0
+
+
+def test_slurm_submission_with_arrays_and_dependencies(tmp_path, monkeypatch, capsys):
+    """On a (fake) SLURM cluster: a stage chain with afterok, a sweep as a job array, then return."""
+    bin_dir, log_dir = tmp_path / "bin", tmp_path / "sbatch"
+    bin_dir.mkdir()
+    log_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/bash\nn=$(ls $FAKE_SLURM_LOG | wc -l); id=$((1000 + n))\n"
+        'cp "${@: -1}" "$FAKE_SLURM_LOG/job_$id.sh"\necho "Submitted batch job $id"\n')
+    (bin_dir / "srun").write_text("#!/bin/bash\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM_LOG", str(log_dir))
+    path = write_config(tmp_path, """\
+        stages:
+          - {name: pre, set: {tome.r: 0}, sweep: {}}
+          - {name: ft, set: {model.checkpoint: "${stage:pre}/checkpoint.pth"}}
+        sweep:
+          tome.r: [1, 2]
+        slurm: {nodes: 2, gpus_per_node: 4, partition: learn}
+        """)
+    jobs = submit.submit(path, [], cluster="auto")
+    assert [j.job_id for j in jobs] == ["1000", "1001_0", "1001_1"]
+    out = capsys.readouterr().out
+    assert "submitted 1001_1" in out and "log:" in out
+    first, second = (log_dir / "job_1000.sh").read_text(), (log_dir / "job_1001.sh").read_text()
+    assert "#SBATCH --nodes=2" in first and "#SBATCH --partition=learn" in first
+    assert "#SBATCH --gpus-per-node=4" in first and "#SBATCH --signal=USR2@" in first
+    assert "#SBATCH --array=0-1" in second and "#SBATCH --dependency=afterok:1000" in second
+    assert not (tmp_path / "runs" / "tiny" / "pre" / "results.jsonl").exists()  # nothing ran here
