@@ -108,3 +108,13 @@ def test_video_wrapper_tokens_and_space_time_source_map():
     frames = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
     painted = paint_video(frames, groups.numpy())
     assert len(painted) == 4 and painted[0].shape == (32, 32, 3)
+
+
+def test_video_schedule_sized_for_1568_tokens():
+    """16 frames at 224 px: 8 x 14 x 14 = 1568 tubelets + class token; r=65 as in the paper's range."""
+    from video.model import build_video_vit
+    model = tome.patch.video(build_video_vit("micro", 4, num_frames=16, img_size=224))
+    model.r = 65
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, 16, 224, 224))
+    assert model._tome.tokens == [1569 - 65, 1569 - 130]
