@@ -60,3 +60,13 @@ def test_fused_attention_matches_explicit_attention_with_merging():
         a, b = fused(x), manual(x)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     assert torch.equal(fused._tome.source, manual._tome.source)
+
+
+def test_gflops_of_vit_b16_match_the_published_count():
+    """ViT-B/16 at 224 px is 17.6 GFLOPs (fvcore convention); merging at r=16 halves it."""
+    from tome.flops import model_gflops
+    model = tome.patch.timm(timm.create_model("vit_base_patch16_224", pretrained=False))
+    full = model_gflops(model, 197, [197] * 12)
+    assert 17.4 < full < 17.7
+    merged = model_gflops(model, 197, tome.token_counts(197, 1, [16] * 12))
+    assert 8.5 < merged < 9.0

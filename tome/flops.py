@@ -41,8 +41,7 @@ def _dims(model: torch.nn.Module):
 def model_gflops(model: torch.nn.Module, tokens_in: int, tokens: Sequence[int]) -> float:
     """GFLOPs per sample of a ViT whose blocks left ``tokens`` tokens (e.g. ``model._tome.tokens``)."""
     dim, hidden, proj, head = _dims(model)
-    patches = tokens_in - getattr(getattr(model, "_tome", None), "protected", 1)
-    embed = patches * proj.weight.numel()
-    head_macs = head.weight.numel() if isinstance(head, torch.nn.Linear) else 0
     protected = getattr(getattr(model, "_tome", None), "protected", 1)
+    embed = (tokens_in - protected) * proj.weight.numel()
+    head_macs = head.weight.numel() if isinstance(head, torch.nn.Linear) else 0
     return vit_macs(dim, hidden, tokens_in, tokens, embed, head_macs, protected) / 1e9
