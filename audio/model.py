@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import torch
 from torch import nn
 from timm.models.vision_transformer import VisionTransformer
 
@@ -52,9 +53,41 @@ class AudioViT(VisionTransformer):
                                       requires_grad=False)
 
 
+class SpectrogramTokenMasking(torch.nn.Module):
+    """Audio-MAE's fine-tuning regulariser: drop whole time rows and frequency columns of patch
+    tokens (fractions ``time_prob`` and ``freq_prob``) while training; identity in evaluation.
+
+    Sits in timm's ``patch_drop`` slot (after position embeddings, prefix tokens kept). Kept tokens
+    stay in (time, freq) order, so the bipartite split of token merging still sees neighbours.
+    """
+
+    def __init__(self, grid, prefix: int, time_prob: float, freq_prob: float):
+        super().__init__()
+        for name, value in (("mask_t_prob", time_prob), ("mask_f_prob", freq_prob)):
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name}={value}; valid range is [0, 1)")
+        self.grid, self.prefix = tuple(grid), prefix
+        self.time_prob, self.freq_prob = time_prob, freq_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or (self.time_prob == 0 and self.freq_prob == 0):
+            return x
+        batch, _, dim = x.shape
+        n_time, n_freq = self.grid
+        keep_t = max(1, int(n_time * (1 - self.time_prob)))
+        keep_f = max(1, int(n_freq * (1 - self.freq_prob)))
+        rows = torch.rand(batch, n_time, device=x.device).argsort(dim=1)[:, :keep_t].sort(dim=1).values
+        cols = torch.rand(batch, n_freq, device=x.device).argsort(dim=1)[:, :keep_f].sort(dim=1).values
+        index = (rows[:, :, None] * n_freq + cols[:, None, :]).flatten(1)  # (time, freq) order
+        patches = x[:, self.prefix:].gather(1, index[..., None].expand(-1, -1, dim))
+        return torch.cat([x[:, :self.prefix], patches], dim=1)
+
+
 def build_audio_vit(variant: str, num_classes: int = 527, target_length: int = 1024, mel_bins: int = 128,
-                    patch: int = 16, drop_path: float = 0.1) -> AudioViT:
-    """Audio-MAE ViT of a named width/depth ("micro", "tiny", "s", "b", "l")."""
+                    patch: int = 16, drop_path: float = 0.1, mask_t_prob: float = 0.0,
+                    mask_f_prob: float = 0.0) -> AudioViT:
+    """Audio-MAE ViT of a named width/depth ("micro", "tiny", "s", "b", "l"); ``mask_t_prob`` /
+    ``mask_f_prob`` drop that fraction of time rows / frequency columns of tokens while training."""
     if variant not in VARIANTS:
         raise ConfigError(f"audio model variant {variant!r}; valid: {', '.join(VARIANTS)}")
     if patch <= 0 or target_length % patch or mel_bins % patch:
@@ -65,6 +98,10 @@ def build_audio_vit(variant: str, num_classes: int = 527, target_length: int = 1
     if not 0.0 <= drop_path < 1.0:
         raise ConfigError(f"drop_path={drop_path}; valid range is [0, 1)")
     width, depth, heads = VARIANTS[variant]
-    return AudioViT(width, depth, heads, num_classes=num_classes, target_length=target_length,
-                    mel_bins=mel_bins, patch=patch, drop_path=drop_path)
+    model = AudioViT(width, depth, heads, num_classes=num_classes, target_length=target_length,
+                     mel_bins=mel_bins, patch=patch, drop_path=drop_path)
+    if mask_t_prob or mask_f_prob:
+        model.patch_drop = SpectrogramTokenMasking(model.patch_embed.grid_size, model.num_prefix_tokens,
+                                                   mask_t_prob, mask_f_prob)
+    return model
 

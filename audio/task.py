@@ -39,6 +39,8 @@ class AudioModel:
     num_classes: int = 527
     patch: int = 16
     drop_path: float = 0.1
+    mask_t_prob: float = 0.0             # Audio-MAE fine-tuning: drop this fraction of time rows
+    mask_f_prob: float = 0.0             # ... and of frequency columns of tokens (training only)
 
     @property
     def name(self) -> str:
@@ -68,6 +70,10 @@ class AudioTask(Task):
             if num_classes != cfg.model.num_classes:
                 raise ConfigError(f"model.num_classes={cfg.model.num_classes} but {path} has "
                                   f"{num_classes} classes")
+        masking = cfg.model.mask_t_prob or cfg.model.mask_f_prob
+        if masking and cfg.train.epochs > 0 and (cfg.tome.band or cfg.tome.window):
+            raise ConfigError("tome.band/window label the full token grid; they cannot be combined "
+                              "with model.mask_t_prob/mask_f_prob while training")
         check_checkpoint(cfg.model.checkpoint, cfg)
 
     def build_dataset(self, cfg, train: bool):
@@ -89,7 +95,8 @@ class AudioTask(Task):
         from audio.model import build_audio_vit, load_audiomae_checkpoint
         m, d = cfg.model, cfg.data
         model = build_audio_vit(m.variant, num_classes=m.num_classes, target_length=d.target_length,
-                                mel_bins=d.mel_bins, patch=m.patch, drop_path=m.drop_path)
+                                mel_bins=d.mel_bins, patch=m.patch, drop_path=m.drop_path,
+                                mask_t_prob=m.mask_t_prob, mask_f_prob=m.mask_f_prob)
         if m.checkpoint:
             load_audiomae_checkpoint(model, m.checkpoint)
         return model

@@ -167,3 +167,27 @@ def test_repo_tome_patch_runs_unchanged_on_the_audio_model():
         model.r = 100  # 2 layers x 100 merges: 513 -> 313 tokens
         assert model(x).shape == (2, 5)
         assert model._tome.size.shape[1] == 313 and int(model._tome.size[0].sum()) == 513
+
+
+def test_token_masking_drops_whole_rows_and_columns_in_training_only():
+    import tome
+    model = build_audio_vit("micro", num_classes=5, target_length=64, mel_bins=32, patch=8,
+                            mask_t_prob=0.25, mask_f_prob=0.5)  # grid 8 x 4
+    masking = model.patch_drop
+    x = torch.arange(2 * 33 * 1, dtype=torch.float32).view(2, 33, 1)
+    masking.train()
+    out = masking(x)
+    assert out.shape == (2, 1 + 6 * 2, 1)  # 6 of 8 time rows x 2 of 4 freq columns
+    kept = out[:, 1:, 0] - x[:, 1:2, 0]  # patch positions
+    for row in kept:
+        t, f = (row // 4).long(), (row % 4).long()
+        assert len(set(t.tolist())) == 6 and len(set(f.tolist())) == 2
+        assert (row[1:] > row[:-1]).all()  # kept in (time, freq) order
+    masking.eval()
+    assert torch.equal(masking(x), x)
+    tome.patch.audio(model)
+    model.r = 2
+    model.train()(torch.randn(2, 1, 64, 32)).sum().backward()
+    assert model._tome.tokens[0] == 13 - 2
+    with pytest.raises(ConfigError, match="mask_t_prob"):
+        build_audio_vit("micro", mask_t_prob=1.0)
