@@ -51,9 +51,11 @@ def make_executor(cfg, cluster: str, folder: str, array_size: int = 1):
             params["mem_gb"] = s.mem_gb
         executor.update_parameters(**params)
     elif cluster == "local":
-        executor.update_parameters(timeout_min=cfg.slurm.timeout_min, name=cfg.name,
-                                   tasks_per_node=cfg.launch.tasks_per_node,
-                                   gpus_per_node=0 if cfg.launch.device == "cpu" else None)
+        params = dict(timeout_min=cfg.slurm.timeout_min, name=cfg.name,
+                      tasks_per_node=cfg.launch.tasks_per_node)
+        if cfg.launch.device == "cpu":
+            params["gpus_per_node"] = 0  # keep the job off any local GPU
+        executor.update_parameters(**params)
     return executor
 
 
