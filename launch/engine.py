@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+import tome
 from tome.flops import model_gflops
 
 from . import checkpoint as ckpt
@@ -119,18 +120,16 @@ def measure_throughput(model, shape, cfg: Config, device) -> dict:
         with _autocast(device, cfg.train.amp):
             model(x)
     seconds = median_seconds(forward, cfg.eval.throughput_iters, cfg.eval.throughput_warmup, device)
-    return {"throughput": cfg.eval.throughput_batch / seconds, "tokens": list(model._tome.tokens)}
+    with tome.trace() as t:
+        forward()
+    return {"throughput": cfg.eval.throughput_batch / seconds, "tokens": t.tokens}
 
 
 def _tokens_in(model, shape, device) -> int:
-    """Tokens entering the first block (one forward at r=0 with a single sample)."""
-    info = model._tome
-    saved = info.r
-    info.r = 0
-    with torch.no_grad():
+    """Tokens entering the first block (one forward with a single sample)."""
+    with torch.no_grad(), tome.trace() as t:
         model.eval()(torch.zeros(1, *shape, device=device))
-    info.r = saved
-    return info.tokens[0]
+    return t.tokens_in
 
 
 def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=None):
@@ -272,13 +271,14 @@ def evaluate_sweep(model, task, cfg: Config, env, log: RunLog) -> list:
             rows.append(done[key])
             continue
         model.r = schedule(cfg.tome, r)
-        metrics = evaluate(model, task, cfg, dataset, env)
+        with tome.trace(keep=1) as t:
+            metrics = evaluate(model, task, cfg, dataset, env)
         speed = {}
         if env.is_main and cfg.eval.throughput:
             speed = measure_throughput(model, shape, cfg, env.device)
         distributed.barrier()
         if env.is_main:
-            tokens = speed.get("tokens") or model._tome.tokens
+            tokens = speed.get("tokens") or t.tokens
             row = {"r": r, "inflection": cfg.tome.inflection, **metrics,
                    "throughput": speed.get("throughput"), "gflops": model_gflops(model, tokens_in, tokens),
                    "tokens_in": tokens_in, "tokens_out": tokens[-1], "device": str(env.device),

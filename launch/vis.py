@@ -21,6 +21,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+import tome  # noqa: E402
+
 from launch.config import from_dict, schedule  # noqa: E402
 from launch.tasks import get_task  # noqa: E402
 
@@ -45,12 +47,11 @@ def draw(run_dir: str, r, index: int, out: str) -> str:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["model"])
     else:
         print(f"warning: {weights} not found, drawing with untrained weights", file=sys.stderr)
-    model._tome.trace_source = True
     model.r = schedule(cfg.tome, cfg.tome.r if r is None else r)
     item = task.build_dataset(cfg, train=False)[index]
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace(source=True) as t:
         model.eval()(item["input"][None])
-    return task.paint(item["input"], model._tome.source[0], model, out)
+    return task.paint(item["input"], t.source[0], model, out)
 
 
 def main(argv=None) -> int:

@@ -15,10 +15,12 @@ METRICS = ("x", "q", "k", "v")
 
 
 def size_bias(size: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
-    """[B, T, 1] sizes -> [B, 1, 1, T] additive attention bias (None when nothing merged yet)."""
+    """[B, T, 1] sizes -> [B, 1, 1, T] additive attention bias (None when nothing merged yet).
+
+    The log is taken in fp32 (sizes are fp32 counts), then cast to the attention dtype."""
     if size is None:
         return None
-    return size.log().to(dtype)[:, None, None, :, 0]
+    return size.float().log().to(dtype)[:, None, None, :, 0]
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],

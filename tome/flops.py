@@ -2,28 +2,49 @@
 
 Counts follow fvcore's convention, which the paper's GFLOPs use: one multiply-add = one FLOP.
 Attention in layer i runs on the tokens entering it, the MLP on the tokens left after merging.
+A merging layer also pays for its matching: the cosine similarities of the |A| x |B| token pairs,
+each a dot product as wide as the metric (the head-averaged key is ``head_dim`` wide, the block
+input ``dim``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
 
+def split_sizes(num_tokens: int, protected: int) -> tuple[int, int]:
+    """|A| and |B| of the bipartite split (:mod:`tome.merge`): A holds the unprotected tokens at
+    even absolute positions, B those at odd ones."""
+    free = max(0, num_tokens - protected)
+    num_a = len(range(protected + protected % 2, num_tokens, 2))
+    return num_a, free - num_a
+
+
+def matching_macs(num_tokens: int, protected: int, metric_dim: int) -> int:
+    num_a, num_b = split_sizes(num_tokens, protected)
+    return num_a * num_b * metric_dim
+
+
 def block_macs(dim: int, mlp_hidden: int, tokens_in: int, tokens_out: int, protected: int = 1,
-               merges: bool = False) -> int:
+               merges: bool = False, metric_dim: Optional[int] = None) -> int:
+    """MACs of one block; ``metric_dim`` is the width of the matching metric (default ``dim``)."""
     n = tokens_in
     attn = n * dim * 3 * dim + 2 * n * n * dim + n * dim * dim
     mlp = 2 * tokens_out * dim * mlp_hidden
-    match = ((n - protected) // 2) ** 2 * dim if merges else 0  # A x B cosine similarities
+    match = matching_macs(n, protected, dim if metric_dim is None else metric_dim) if merges else 0
     return attn + mlp + match
 
 
 def vit_macs(dim: int, mlp_hidden: int, tokens_in: int, tokens: Sequence[int], embed_macs: int = 0,
-             head_macs: int = 0, protected: int = 1) -> int:
+             head_macs: int = 0, protected: int = 1, metric_dim: Optional[int] = None,
+             matching: bool = True) -> int:
+    """MACs of a ViT whose blocks leave ``tokens``; ``matching=False`` drops the matching cost
+    (a model that removes the same tokens for free, e.g. the benchmark's limit)."""
     total, n = embed_macs + head_macs, tokens_in
     for out in tokens:
-        total += block_macs(dim, mlp_hidden, n, out, protected, merges=out < n)
+        total += block_macs(dim, mlp_hidden, n, out, protected, merges=matching and out < n,
+                            metric_dim=metric_dim)
         n = out
     return total
 
@@ -33,15 +54,23 @@ def _dims(model: torch.nn.Module):
         blk = model.blocks[0]
         proj = model.patch_embed.proj
         head = getattr(model, "head", None)
-        return model.embed_dim, blk.mlp.fc1.out_features, proj, head
+        return model.embed_dim, blk.mlp.fc1.out_features, blk.attn.num_heads, proj, head
     layer = model.encoder.layers[0]  # torchvision
-    return model.hidden_dim, layer.mlp[0].out_features, model.conv_proj, model.heads[-1]
+    return (model.hidden_dim, layer.mlp[0].out_features, layer.self_attention.num_heads,
+            model.conv_proj, model.heads[-1])
 
 
-def model_gflops(model: torch.nn.Module, tokens_in: int, tokens: Sequence[int]) -> float:
-    """GFLOPs per sample of a ViT whose blocks left ``tokens`` tokens (e.g. ``model._tome.tokens``)."""
-    dim, hidden, proj, head = _dims(model)
-    protected = getattr(getattr(model, "_tome", None), "protected", 1)
+def model_gflops(model: torch.nn.Module, tokens_in: int, tokens: Sequence[int],
+                 matching: bool = True) -> float:
+    """GFLOPs per sample of a ViT whose blocks left ``tokens`` tokens (e.g. ``tome.trace().tokens``).
+
+    The matching is charged at the width of the model's ``metric`` option (``k``, ``q``, ``v``:
+    the head-averaged ``head_dim``; ``x``: ``dim``); ``matching=False`` leaves it out."""
+    dim, hidden, heads, proj, head = _dims(model)
+    info = getattr(model, "_tome", None)
+    protected = getattr(info, "protected", 1)
+    metric_dim = dim if getattr(info, "metric", "k") == "x" else dim // heads
     embed = (tokens_in - protected) * proj.weight.numel()
     head_macs = head.weight.numel() if isinstance(head, torch.nn.Linear) else 0
-    return vit_macs(dim, hidden, tokens_in, tokens, embed, head_macs, protected) / 1e9
+    return vit_macs(dim, hidden, tokens_in, tokens, embed, head_macs, protected, metric_dim,
+                    matching) / 1e9

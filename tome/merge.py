@@ -118,10 +118,13 @@ def merge_tokens(m: Matching, x: torch.Tensor, size: Optional[torch.Tensor],
 
     wavg: size-weighted average (the paper); mean: plain average of the merged tokens;
     max: element-wise max; keep: the B token is kept unchanged and the A token dropped (pruning).
-    Returns the merged tokens and their sizes (sizes add up, except for pruning).
+    Returns the merged tokens and their sizes (sizes add up, except for pruning). Sizes are fp32
+    (fp64 if given so); merge weights are computed from them in that precision, then cast.
     """
     if size is None:
-        size = x.new_ones(x.shape[0], x.shape[1], 1)
+        size = torch.ones(x.shape[0], x.shape[1], 1, device=x.device, dtype=torch.float32)
+    elif size.dtype != torch.float64:
+        size = size.float()  # counts stay exact whatever the activation dtype (bf16: only to 256)
     out = _rows(x, m.keep)
     new_size = _rows(size, m.keep)
     if mode == "keep":

@@ -1,10 +1,25 @@
-"""The state a patched model carries: merge options, the schedule, and what the last pass produced."""
+"""What a patched model carries (options only) and what one forward pass produces (values).
+
+``model._tome`` is a :class:`ToMeInfo`: the merge options and the schedule, nothing that changes
+from one call to the next. Token sizes, sources and group labels of a pass travel through it as a
+:class:`TokenState` value, so one model can serve several threads, DataParallel replicas and
+``torch.compile`` without any per-call attribute.
+
+To see what a call produced, use :func:`trace` (or :func:`forward_with_info`)::
+
+    with tome.trace() as t:
+        logits = model(x)
+    t.size, t.source, t.tokens      # of the last call; t.calls holds every call inside the block
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
+import contextlib
+import contextvars
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import torch
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from .attention import METRICS
 from .merge import MATCHINGS, MERGE_MODES
@@ -13,13 +28,10 @@ from .schedule import Schedule, parse_r, token_counts
 
 @dataclass
 class ToMeInfo:
-    """Attached to a patched model as ``model._tome``.
+    """The options of a patched model, attached as ``model._tome`` (read it with :func:`tome_info`).
 
-    After each forward pass:
-      ``size``   [B, T_out, 1]: how many input tokens each output token stands for (None if r=0);
-      ``source`` [B, T_out, T_in]: 0/1 map of which input tokens (prefix included) each output token
-                 holds, when ``trace_source`` is on;
-      ``tokens`` the token count leaving each block.
+    ``groups`` is an optional static [T] integer label per input token (prefix included): merges
+    stay within a label (the audio patch's frequency bands / time windows).
     """
     r: Schedule = 0
     protected: int = 1
@@ -28,11 +40,7 @@ class ToMeInfo:
     metric: str = "k"
     mode: str = "wavg"
     matching: str = "bipartite"
-    # Optional [T] integer label per input token (prefix included): merges stay within a label.
     groups: Optional[torch.Tensor] = None
-    size: Optional[torch.Tensor] = field(default=None, repr=False)
-    source: Optional[torch.Tensor] = field(default=None, repr=False)
-    tokens: list = field(default_factory=list)
 
     def __post_init__(self):
         self.validate()
@@ -55,7 +63,155 @@ class ToMeInfo:
 
 
 def tome_info(model) -> ToMeInfo:
+    """The options of a patched model (raises if the model is not patched)."""
     info = getattr(model, "_tome", None)
     if info is None:
         raise ValueError(f"{type(model).__name__} is not patched with ToMe; call tome.patch.timm(model) first")
     return info
+
+
+class TokenState(NamedTuple):
+    """The per-pass values that flow through the patched blocks.
+
+    size:   [B, T, 1] float32, how many input tokens each token stands for (None: all ones);
+    source: [B, T, T_in] 0/1 map of the input tokens each token holds (None unless traced);
+    groups: [B, T] merge-group labels (None unless the model restricts merges);
+    tokens: the token count leaving each block so far;
+    tokens_in: the token count entering the first block.
+    """
+    size: Optional[torch.Tensor]
+    source: Optional[torch.Tensor]
+    groups: Optional[torch.Tensor]
+    tokens: tuple
+    tokens_in: int
+
+
+@dataclass
+class CallInfo:
+    """What one forward pass of a patched model produced (one entry of :attr:`Trace.calls`)."""
+    size: torch.Tensor           # [B, T_out, 1] float32 (ones where nothing merged)
+    source: Optional[torch.Tensor]  # [B, T_out, T_in] 0/1, or None without source tracing
+    tokens: list                 # tokens leaving each block
+    tokens_in: int               # tokens entering the first block
+
+
+class Trace:
+    """Collects the :class:`CallInfo` of every patched forward pass run inside ``tome.trace()``.
+
+    ``size``, ``source``, ``tokens`` and ``tokens_in`` are those of the last call; ``calls`` holds
+    every call in order.
+    """
+
+    def __init__(self, source: bool = False, keep: Optional[int] = None):
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ValueError(f"trace keep must be a positive integer or None (all calls), got {keep!r}")
+        self.want_source = bool(source)
+        self.keep = keep
+        self.calls: list = []
+
+    def _add(self, call: CallInfo) -> None:
+        self.calls.append(call)
+        if self.keep is not None and len(self.calls) > self.keep:
+            del self.calls[0]
+
+    def last(self) -> CallInfo:
+        if not self.calls:
+            raise RuntimeError("tome.trace recorded no call: run a ToMe-patched model inside the "
+                               "block (calls compiled with torch.compile are not recorded)")
+        return self.calls[-1]
+
+    @property
+    def size(self) -> torch.Tensor:
+        return self.last().size
+
+    @property
+    def source(self) -> Optional[torch.Tensor]:
+        return self.last().source
+
+    @property
+    def tokens(self) -> list:
+        return self.last().tokens
+
+    @property
+    def tokens_in(self) -> int:
+        return self.last().tokens_in
+
+    def __repr__(self):
+        return f"Trace({len(self.calls)} calls)"
+
+
+# The traces open in this thread / asyncio task (innermost last). A ContextVar, so concurrent
+# callers never see each other's records.
+_TRACES: contextvars.ContextVar[tuple] = contextvars.ContextVar("tome_traces", default=())
+
+
+@contextlib.contextmanager
+def trace(source: bool = False, keep: Optional[int] = None):
+    """Record sizes, token counts (and, with ``source=True``, source maps) of every patched call
+    made in this block, in this thread or asyncio task only. ``keep=N`` keeps only the last N
+    calls (for long loops).
+
+        with tome.trace(source=True) as t:
+            model(x)
+        t.size, t.source, t.tokens, t.calls
+    """
+    t = Trace(source=source, keep=keep)
+    token = _TRACES.set(_TRACES.get() + (t,))
+    try:
+        yield t
+    finally:
+        _TRACES.reset(token)
+
+
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
+def wants_source(info: ToMeInfo) -> bool:
+    """Track sources in this pass: the model option, or an open ``trace(source=True)``."""
+    if info.trace_source:
+        return True
+    if _compiling():
+        return False
+    return any(t.want_source for t in _TRACES.get())
+
+
+def record(x: torch.Tensor, state: TokenState) -> None:
+    """Hand a finished pass to the open traces (nothing to do, or under torch.compile, if none)."""
+    if _compiling():
+        return
+    traces = _TRACES.get()
+    if not traces:
+        return
+    size = state.size
+    if size is None:
+        size = torch.ones(x.shape[0], x.shape[1], 1, device=x.device, dtype=torch.float32)
+    call = CallInfo(size=size.detach(), source=None if state.source is None else state.source.detach(),
+                    tokens=list(state.tokens), tokens_in=state.tokens_in)
+    for t in traces:
+        t._add(call)
+
+
+# Final token state of tensors returned by the public ``forward_features`` /
+# ``forward_intermediates``, so that ``forward_head(forward_features(x))`` pools with the right
+# sizes. Keyed weakly by the tensor object: an entry lives as long as the tensor does.
+_FEATURES = WeakTensorKeyDictionary()
+
+
+def remember(x: torch.Tensor, state: TokenState) -> None:
+    if not _compiling():
+        _FEATURES[x] = state
+
+
+def recalled(x: torch.Tensor) -> Optional[TokenState]:
+    if _compiling():
+        return None
+    return _FEATURES.get(x)
+
+
+def forward_with_info(model, x, *args, source: bool = False, **kwargs):
+    """``(model(x), info)``: the output and the :class:`CallInfo` of that call (sizes, tokens,
+    and the source map when ``source=True`` or the model traces sources)."""
+    with trace(source=source) as t:
+        out = model(x, *args, **kwargs)
+    return out, t.last()

@@ -37,9 +37,12 @@ def synthetic_picture(size: int = 224, seed: int = 0) -> Image.Image:
 
 def visualize(model: torch.nn.Module, image: Image.Image, r, mean=(0.5, 0.5, 0.5),
               std=(0.5, 0.5, 0.5)) -> Image.Image:
-    """Run a patched timm ViT with source tracing on one image and paint the merged groups."""
-    info = model._tome
-    info.trace_source = True
+    """Run a patched timm ViT with source tracing on one image and paint the merged groups.
+
+    Returns the picture and the call's :class:`tome.CallInfo` (sizes, tokens, source)."""
+    from .state import tome_info, trace
+
+    info = tome_info(model)
     model.r = r
     size = model.patch_embed.img_size
     image = image.convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
@@ -47,10 +50,10 @@ def visualize(model: torch.nn.Module, image: Image.Image, r, mean=(0.5, 0.5, 0.5
     x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255)
     x = (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), trace(source=True) as t:
         model(x[None])
-    groups = groups_on_grid(info.source[0], model.patch_embed.grid_size, info.protected)
-    return Image.fromarray(paint_groups(arr, groups.numpy()))
+    groups = groups_on_grid(t.source[0], model.patch_embed.grid_size, info.protected)
+    return Image.fromarray(paint_groups(arr, groups.numpy())), t.last()
 
 
 def main(argv=None) -> None:
@@ -69,16 +72,16 @@ def main(argv=None) -> None:
     if args.checkpoint:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
-    patch_timm(model, trace_source=True)
+    patch_timm(model)
     image = Image.open(args.image) if args.image else synthetic_picture(model.patch_embed.img_size[0])
-    side_by_side = visualize(model, image, args.r)
+    side_by_side, call = visualize(model, image, args.r)
     original = image.convert("RGB").resize(side_by_side.size, Image.BICUBIC)
     canvas = Image.new("RGB", (side_by_side.width * 2 + 8, side_by_side.height), (255, 255, 255))
     canvas.paste(original, (0, 0))
     canvas.paste(side_by_side, (side_by_side.width + 8, 0))
     canvas.save(args.out)
-    print(f"wrote {args.out}: {model._tome.tokens[-1]} tokens left of "
-          f"{model._tome.source.shape[-1]} after {len(model.blocks)} layers at r={args.r}")
+    print(f"wrote {args.out}: {call.tokens[-1]} tokens left of "
+          f"{call.source.shape[-1]} after {len(model.blocks)} layers at r={args.r}")
 
 
 if __name__ == "__main__":

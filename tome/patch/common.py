@@ -5,7 +5,7 @@ import torch
 import torch.utils.checkpoint
 
 from ..schedule import parse_r
-from ..state import ToMeInfo
+from ..state import ToMeInfo, TokenState, wants_source
 
 
 def swap_class(module: torch.nn.Module, mixin: type, registry: dict) -> None:
@@ -36,13 +36,11 @@ class ScheduleProperty:
         self._tome.r = value
 
 
-def run_blocks(blocks, x: torch.Tensor, info: ToMeInfo, checkpointing: bool = False) -> torch.Tensor:
-    """Run patched blocks with their per-layer ``r``; record sizes, sources and token counts."""
-    rs = parse_r(info.r, len(blocks))
+def init_state(x: torch.Tensor, info: ToMeInfo) -> TokenState:
+    """The token state entering the first block: sizes implicit (all ones), sources the identity."""
     batch, num_tokens = x.shape[:2]
-    size = None
     source = None
-    if info.trace_source:
+    if wants_source(info):
         source = torch.eye(num_tokens, device=x.device, dtype=x.dtype)[None].expand(batch, -1, -1)
     groups = None
     if info.groups is not None:
@@ -50,16 +48,25 @@ def run_blocks(blocks, x: torch.Tensor, info: ToMeInfo, checkpointing: bool = Fa
             raise ValueError(f"ToMe groups label {info.groups.shape[-1]} tokens but the model has "
                              f"{num_tokens}")
         groups = info.groups.to(x.device).expand(batch, -1)
-    tokens = []
-    for blk, r in zip(blocks, rs):
-        if checkpointing and torch.is_grad_enabled():
-            x, size, source, groups = torch.utils.checkpoint.checkpoint(
-                blk.tome_forward, x, size, source, groups, r, use_reentrant=False)
-        else:
-            x, size, source, groups = blk.tome_forward(x, size, source, groups, r)
-        tokens.append(x.shape[1])
-    info.size, info.source, info.tokens = size, source, tokens
-    return x
+    return TokenState(None, source, groups, (), num_tokens)
+
+
+def run_block(blk, x: torch.Tensor, state: TokenState, r: int, checkpointing: bool = False):
+    """One patched block with its ``r``: returns the new tokens and the new state."""
+    if checkpointing and torch.is_grad_enabled():
+        x, size, source, groups = torch.utils.checkpoint.checkpoint(
+            blk.tome_forward, x, state.size, state.source, state.groups, r, use_reentrant=False)
+    else:
+        x, size, source, groups = blk.tome_forward(x, state.size, state.source, state.groups, r)
+    return x, TokenState(size, source, groups, state.tokens + (x.shape[1],), state.tokens_in)
+
+
+def run_blocks(blocks, x: torch.Tensor, info: ToMeInfo, checkpointing: bool = False):
+    """Run patched blocks with their per-layer ``r``: returns ``(x, TokenState)``."""
+    state = init_state(x, info)
+    for blk, r in zip(blocks, parse_r(info.r, len(blocks))):
+        x, state = run_block(blk, x, state, r, checkpointing)
+    return x, state
 
 
 def unpatch(model: torch.nn.Module) -> torch.nn.Module:

@@ -11,7 +11,7 @@ from torchvision.models.vision_transformer import EncoderBlock, VisionTransforme
 
 from ..attention import attend, pick_metric, size_bias
 from ..merge import merge_step
-from ..state import ToMeInfo
+from ..state import ToMeInfo, record
 from .common import ScheduleProperty, run_blocks, swap_class
 
 _CLASSES: dict = {}
@@ -44,20 +44,33 @@ class ToMeEncoderBlockMixin:
 
 
 class ToMeEncoderMixin:
+    def _tome_run(self, input: torch.Tensor):
+        x, state = run_blocks(self.layers, self.dropout(input + self.pos_embedding), self._tome)
+        return self.ln(x), state
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(input + self.pos_embedding)
-        return self.ln(run_blocks(self.layers, x, self._tome))
+        x, state = self._tome_run(input)
+        record(x, state)
+        return x
 
 
 class ToMeTorchvisionViTMixin(ScheduleProperty):
     def _tome_num_layers(self) -> int:
         return len(self.encoder.layers)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._process_input(x)
+        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x, state = self.encoder._tome_run(x)
+        record(x, state)
+        return self.heads(x[:, 0])  # the class token: sizes do not enter the head
+
 
 def patch_torchvision(model: VisionTransformer, trace_source: bool = False, prop_attn: bool = True,
                       metric: str = "k", mode: str = "wavg",
                       matching: str = "bipartite") -> VisionTransformer:
-    """Patch a torchvision ViT in place; then set ``model.r``. State is in ``model._tome``."""
+    """Patch a torchvision ViT in place; then set ``model.r``. Options are in ``model._tome``;
+    read a call's sizes and sources with ``tome.trace()``."""
     if not isinstance(model, VisionTransformer):
         raise ValueError(f"tome.patch.torchvision supports torchvision VisionTransformer, got "
                          f"{type(model).__name__}")
