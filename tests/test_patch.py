@@ -1,11 +1,14 @@
 """Patched models: identity at r=0, token counts, sizes, sources, gradients, errors."""
+import math
+
 import pytest
 import timm
 import torch
 
 import tome
-from tome.attention import size_bias
+from tome.attention import attend, size_bias
 from tests.models import TIMM_VARIANTS, input_for, respost_model, timm_model, torchvision_model
+from tests.oracle import direct_forward, groups_of
 
 
 def _outputs(model, x, train, seed=0):
@@ -36,10 +39,26 @@ def test_r0_is_identity_with_gradient_checkpointing():
     tome.patch.timm(model)
     out = _outputs(model, x, True)
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+
+
+
+@pytest.mark.parametrize("variant", ["augreg", "mae_avgpool"])
+def test_gradient_checkpointing_gives_the_same_gradients(variant):
+    """Drop path on, r=4: checkpointed and plain runs give the same loss and the same gradients."""
+    model = tome.patch.timm(timm_model(variant, drop_path_rate=0.2), trace_source=True)
     model.r = 4
-    out = _outputs(model, x, True)
-    out.sum().backward()
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    x = input_for(variant)
+    grads = []
+    for checkpointing in (False, True):
+        model.set_grad_checkpointing(checkpointing)
+        model.zero_grad()
+        out = _outputs(model, x, True, seed=3)
+        (out ** 2).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-7, msg=name)
+    assert any(g.abs().sum() > 0 for g in grads[0].values())
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -57,20 +76,20 @@ def test_r0_is_identity_torchvision(train):
 def test_tokens_per_layer_follow_schedule(variant, schedule):
     model = tome.patch.timm(timm_model(variant).eval())
     model.r = schedule
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as t:
         model(input_for(variant))
     num_tokens = 16 + model.num_prefix_tokens
-    assert model._tome.tokens == model._tome.expected_tokens(num_tokens, len(model.blocks))
-    assert model._tome.tokens[-1] < num_tokens
+    assert t.tokens_in == num_tokens
+    assert t.tokens == model._tome.expected_tokens(num_tokens, len(model.blocks))
+    assert t.tokens[-1] < num_tokens
 
 
 @pytest.mark.parametrize("variant", sorted(TIMM_VARIANTS))
 def test_sizes_and_source_partition_inputs(variant):
     model = tome.patch.timm(timm_model(variant).eval(), trace_source=True)
     model.r = 3
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as info:
         model(input_for(variant))
-    info = model._tome
     num_in = info.source.shape[-1]
     assert (info.size.sum(dim=1) == num_in).all()
     assert (info.source.sum(dim=1) == 1).all()
@@ -82,11 +101,12 @@ def test_sizes_and_source_partition_inputs(variant):
 def test_torchvision_merges_and_keeps_class_token():
     model = tome.patch.torchvision(torchvision_model().eval(), trace_source=True)
     model.r = 4
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as t:
         y = model(torch.randn(2, 3, 32, 32))
     assert y.shape == (2, 7)
-    assert model._tome.tokens == [13, 9, 5]
-    assert (model._tome.source[:, 0, 0] == 1).all()
+    assert t.tokens == [13, 9, 5]
+    assert (t.source[:, 0, 0] == 1).all()
+    assert torch.equal(t.size, t.source.sum(-1, keepdim=True))
 
 
 def test_identical_tokens_with_proportional_attention():
@@ -105,17 +125,32 @@ def test_identical_tokens_with_proportional_attention():
     assert not torch.allclose(unweighted, full[:, keep], atol=1e-4)
 
 
-def test_size_weighted_average_pooling():
-    model = tome.patch.timm(timm_model("mae_avgpool").eval())
+def test_average_pooling_equals_plain_mean_over_unmerged_patches():
+    """Oracle: spread every merged token back over the patches it holds (tome.unmerge), then take
+    the plain mean over all input patches, as the unmerged model's pooling would."""
+    model = tome.patch.timm(timm_model("mae_avgpool").eval(), trace_source=True)
     model.r = 3
     x = input_for("mae_avgpool")
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as t:
         feats = model.forward_features(x)
         pooled = model.pool(feats)
-    size = model._tome.size[:, 1:]
-    manual = (feats[:, 1:] * size).sum(1) / size.sum(1)
-    torch.testing.assert_close(pooled, manual)
-    assert not torch.allclose(pooled, feats[:, 1:].mean(1))
+        logits = model.forward_head(feats)
+        direct = model(x)
+    spread = tome.unmerge(feats, t.source)  # [B, 1 + 16, C]
+    torch.testing.assert_close(pooled, spread[:, 1:].mean(1))
+    assert not torch.allclose(pooled, feats[:, 1:].mean(1), atol=1e-4)  # sizes really matter here
+    torch.testing.assert_close(logits, direct)
+
+
+def test_forward_head_of_a_copy_without_sizes_fails_clearly():
+    model = tome.patch.timm(timm_model("mae_avgpool").eval())
+    model.r = 3
+    with torch.no_grad():
+        feats = model.forward_features(input_for("mae_avgpool"))
+        with pytest.raises(ValueError, match="no token sizes recorded for these 8-token features"):
+            model.forward_head(feats.clone())
+        model.r = 0  # unmerged features need no sizes
+        model.forward_head(model.forward_features(input_for("mae_avgpool")).clone())
 
 
 @pytest.mark.parametrize("variant", ["augreg", "deit_distilled", "mae_avgpool", "layerscale",
@@ -131,10 +166,38 @@ def test_gradients_reach_every_parameter(variant):
     assert not missing, missing
 
 
-@pytest.mark.parametrize("option, value", [("metric", "x"), ("metric", "q"), ("metric", "v"),
-                                           ("mode", "mean"), ("mode", "max"), ("mode", "keep"),
-                                           ("matching", "random"), ("prop_attn", False)])
-def test_ablation_options_run(option, value):
+@pytest.mark.parametrize("variant", ["augreg", "mae_avgpool"])
+@pytest.mark.parametrize("metric", ["k", "q", "v", "x"])
+@pytest.mark.parametrize("prop_attn", [True, False])
+def test_merges_and_outputs_match_the_direct_computation(variant, metric, prop_attn):
+    """Against tests/oracle.py (explicit softmax attention, the paper's matching, sets of input
+    positions): the same groups after every layer, the same sizes and the same logits."""
+    model = tome.patch.timm(timm_model(variant).eval(), metric=metric, prop_attn=prop_attn)
+    model.r = 3
+    x = input_for(variant)
+    with torch.no_grad(), tome.trace(source=True) as t:
+        logits = model(x)
+    ref_logits, ref_groups, ref_sizes = direct_forward(model, x, [3, 3, 3], prop_attn, metric)
+    assert groups_of(t.source) == ref_groups
+    assert torch.equal(t.size[..., 0], ref_sizes)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-4)
+
+
+def test_each_ablation_option_changes_what_the_oracle_says_it_changes():
+    """The oracle test above could pass with an ignored option only if the option made no
+    difference: on this input each metric gives other merges than k, and prop_attn other logits."""
+    model = timm_model("augreg").eval()
+    x = input_for("augreg")
+    base_logits, base_groups, _ = direct_forward(model, x, [3, 3, 3], True, "k")
+    for metric in ("q", "v", "x"):
+        assert direct_forward(model, x, [3, 3, 3], True, metric)[1] != base_groups, metric
+    no_prop = direct_forward(model, x, [3, 3, 3], False, "k")[0]
+    assert (no_prop - base_logits).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("option, value", [("mode", "mean"), ("mode", "max"), ("mode", "keep"),
+                                           ("matching", "random")])
+def test_merge_modes_and_random_matching_run_end_to_end(option, value):
     model = tome.patch.timm(timm_model("augreg").eval(), **{option: value})
     model.r = 4
     with torch.no_grad():
@@ -163,9 +226,27 @@ def test_repatch_keeps_schedule_and_changes_options():
     assert model.r == 4 and model._tome.trace_source
 
 
-def test_size_bias_is_log_size():
-    size = torch.tensor([[[1.0], [4.0]]])
-    assert torch.allclose(size_bias(size, torch.float32), torch.log(size)[:, None, None, :, 0])
+def test_size_bias_equals_attention_over_repeated_keys():
+    """Oracle: a key of size s must weigh as s copies of itself. Attention over the repeated keys
+    (plain softmax, no bias) equals attention over one copy each with the log-size bias."""
+    torch.manual_seed(1)
+    sizes = [1, 3, 1, 7, 2]
+    q, k, v = torch.randn(1, 2, 4, 8), torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
+    rep_idx = torch.tensor([i for i, s in enumerate(sizes) for _ in range(s)])
+    kr, vr = k[:, :, rep_idx], v[:, :, rep_idx]
+    expected = ((q @ kr.transpose(-2, -1)) / 8 ** 0.5).softmax(-1) @ vr
+    bias = size_bias(torch.tensor(sizes, dtype=torch.float32)[None, :, None], torch.float32)
+    for fused in (True, False):
+        torch.testing.assert_close(attend(q, k, v, bias, fused=fused), expected)
+
+
+def test_size_bias_is_taken_in_fp32_then_cast():
+    """log(301) in bf16 is the bf16 rounding of the exact value, not a log of a rounded size."""
+    size = torch.tensor([[[301.0], [257.0], [1.0]]])
+    bias = size_bias(size, torch.bfloat16)
+    assert bias.dtype == torch.bfloat16
+    exact = torch.tensor([math.log(301), math.log(257), 0.0], dtype=torch.float64)
+    assert torch.equal(bias.flatten(), exact.to(torch.bfloat16))
 
 
 @pytest.mark.parametrize("make, patch, match", [
