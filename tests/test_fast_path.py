@@ -1,6 +1,7 @@
 """The benchmark's three models, compilation without graph breaks, and fast == reference path."""
 import copy
 
+import pytest
 import timm
 import torch
 
@@ -19,12 +20,12 @@ def test_limit_model_keeps_the_merged_token_counts():
     hooks = [blk.mlp.register_forward_hook(lambda m, i, o: counts.append(o.shape[1]))
              for blk in limit.blocks]
     x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as t:
         merged(x)
         limit(x)
     for h in hooks:
         h.remove()
-    assert counts == merged._tome.tokens
+    assert counts == t.tokens
 
 
 def test_bench_reports_all_three_and_ratios(tmp_path):
@@ -32,9 +33,22 @@ def test_bench_reports_all_three_and_ratios(tmp_path):
     result = bench.main(["--model", "vit_tiny_patch16_224", "--img-size", "64", "--r", "4",
                          "--batch", "2", "--runs", "2", "--warmup", "1", "--device", "cpu",
                          "--json", str(out)])
-    assert set(result["throughput"]) == {"unmerged", "merged", "limit"}
+    speed = result["throughput"]
+    assert set(speed) == {"unmerged", "merged", "limit"}
     assert result["gflops"]["merged"] < result["gflops"]["unmerged"]
-    assert abs(result["efficiency"] - result["merged_over_unmerged"] / result["limit_over_unmerged"]) < 1e-9
+    # efficiency is the merged model's speed over the limit's (the unmerged speed cancels out)
+    assert result["efficiency"] == pytest.approx(speed["merged"] / speed["limit"], rel=1e-12)
+    assert result["merged_over_unmerged"] == pytest.approx(speed["merged"] / speed["unmerged"], rel=1e-12)
+    # the limit drops tokens for free: its GFLOPs are the merged ones less the matching, which is
+    # |A| x |B| x head_dim (192 / 3 heads = 64) per merging layer: A = even, B = odd positions
+    # after the class token
+    tokens = tome.token_counts(17, 1, [4] * 12)
+    n, matching = 17, 0
+    for out_n in tokens:
+        if out_n < n:
+            matching += ((n - 1) // 2) * (n - 1 - (n - 1) // 2) * 64
+        n = out_n
+    assert (result["gflops"]["merged"] - result["gflops"]["limit"]) * 1e9 == pytest.approx(matching)
     assert out.exists()
     train = bench.main(["--model", "vit_tiny_patch16_224", "--img-size", "64", "--r", "4",
                         "--batch", "2", "--runs", "1", "--warmup", "1", "--device", "cpu",
@@ -42,11 +56,14 @@ def test_bench_reports_all_three_and_ratios(tmp_path):
     assert train["throughput"]["merged"] > 0
 
 
-def test_patched_model_compiles_without_graph_breaks():
-    model = tome.patch.timm(timm_model("augreg").eval(), trace_source=True)
+@pytest.mark.parametrize("variant", ["augreg", "mae_avgpool"])
+def test_patched_model_compiles_without_graph_breaks(variant):
+    """Sizes (and sources) flow as values into the size-weighted pooling: one graph."""
+    model = tome.patch.timm(timm_model(variant).eval(), trace_source=True)
     model.r = 3
-    explanation = torch._dynamo.explain(model)(input_for("augreg"))
-    assert explanation.graph_break_count == 0
+    with tome.trace():  # an open trace must not break the graph either (compiled calls skip it)
+        explanation = torch._dynamo.explain(model)(input_for(variant))
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
 
 
 def test_fused_attention_matches_explicit_attention_with_merging():
@@ -56,10 +73,10 @@ def test_fused_attention_matches_explicit_attention_with_merging():
     for blk in manual.blocks:
         blk.attn.fused_attn = False
     x = input_for("augreg")
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as t:
         a, b = fused(x), manual(x)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    assert torch.equal(fused._tome.source, manual._tome.source)
+    assert torch.equal(t.calls[0].source, t.calls[1].source)
 
 
 def test_gflops_of_vit_b16_match_the_published_count():
@@ -70,3 +87,15 @@ def test_gflops_of_vit_b16_match_the_published_count():
     assert 17.4 < full < 17.7
     merged = model_gflops(model, 197, tome.token_counts(197, 1, [16] * 12))
     assert 8.5 < merged < 9.0
+
+
+def test_matching_flops_use_the_metric_width_and_both_set_sizes():
+    """Hand count for a 17-token layer (class token + 16): |A| = |B| = 8 pairs of each; the key
+    metric is head_dim = 64 wide for ViT-S (384 / 6 heads), the block-input metric 384 wide."""
+    from tome.flops import model_gflops
+    model = timm.create_model("vit_small_patch16_224", pretrained=False, img_size=64)
+    for metric, width in (("k", 64), ("v", 64), ("x", 384)):
+        tome.patch.timm(model, metric=metric)
+        merged = model_gflops(model, 17, [16] + [16] * 11)
+        free = model_gflops(model, 17, [16] + [16] * 11, matching=False)
+        assert (merged - free) * 1e9 == pytest.approx(8 * 8 * width)

@@ -61,11 +61,10 @@ def test_band_labels_layout_and_errors():
 def test_band_restricted_merging_never_crosses(band, window):
     model = tome.patch.audio(audio_like_model(), trace_source=True, band=band, window=window)
     model.r = 4
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as info:
         model(torch.randn(3, 1, 64, 32))
-    info = model._tome
     assert info.tokens[-1] < 33
-    labels = info.groups[1:]
+    labels = model._tome.groups[1:]
     for b in range(3):
         owner = spectrogram_groups(info.source[b], (8, 4)).flatten()
         for tok in owner.unique():
@@ -76,9 +75,9 @@ def test_spectrogram_picture():
     model = tome.patch.audio(audio_like_model(), trace_source=True)
     model.r = 4
     fbank = torch.randn(64, 32)
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as t:
         model(fbank[None, None])
-    groups = spectrogram_groups(model._tome.source[0], (8, 4))
+    groups = spectrogram_groups(t.source[0], (8, 4))
     picture = paint_spectrogram(fbank.numpy(), groups)
     assert picture.shape == (32 * 2 + 2, 64, 3) and picture.dtype == np.uint8
 
@@ -95,16 +94,16 @@ def test_video_wrapper_tokens_and_space_time_source_map():
     from video.model import build_video_vit
     model = tome.patch.video(build_video_vit("micro", 4, num_frames=4, img_size=32), trace_source=True)
     model.r = 6
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as t:
         model.eval()(torch.randn(2, 3, 4, 32, 32))
     grid = model.patch_embed.grid_size
     assert tuple(grid) == (2, 2, 2)
-    assert model._tome.tokens == model._tome.expected_tokens(1 + 8, len(model.blocks))
-    groups = video_groups(model._tome.source[0], grid)
+    assert t.tokens == model._tome.expected_tokens(1 + 8, len(model.blocks))
+    groups = video_groups(t.source[0], grid)
     assert groups.shape == (2, 2, 2)
     # a partition: every tubelet belongs to exactly one output token, the class token to none
-    assert (model._tome.source.sum(dim=1) == 1).all()
-    assert set(groups.flatten().tolist()) <= set(range(1, model._tome.tokens[-1]))
+    assert (t.source.sum(dim=1) == 1).all()
+    assert set(groups.flatten().tolist()) <= set(range(1, t.tokens[-1]))
     frames = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
     painted = paint_video(frames, groups.numpy())
     assert len(painted) == 4 and painted[0].shape == (32, 32, 3)
@@ -115,6 +114,6 @@ def test_video_schedule_sized_for_1568_tokens():
     from video.model import build_video_vit
     model = tome.patch.video(build_video_vit("micro", 4, num_frames=16, img_size=224))
     model.r = 65
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as t:
         model.eval()(torch.randn(1, 3, 16, 224, 224))
-    assert model._tome.tokens == [1569 - 65, 1569 - 130]
+    assert t.tokens == [1569 - 65, 1569 - 130]

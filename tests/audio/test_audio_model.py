@@ -156,7 +156,8 @@ def test_checkpoint_mismatches_raise(tmp_path):
 
 
 def test_repo_tome_patch_runs_unchanged_on_the_audio_model():
-    spectrogram = pytest.importorskip("tome.spectrogram")
+    import tome
+    from tome import spectrogram
     model = _model(0)
     x = _input()
     with torch.no_grad():
@@ -165,8 +166,9 @@ def test_repo_tome_patch_runs_unchanged_on_the_audio_model():
         model.r = 0
         torch.testing.assert_close(model(x), reference, atol=1e-5, rtol=0)
         model.r = 100  # 2 layers x 100 merges: 513 -> 313 tokens
-        assert model(x).shape == (2, 5)
-        assert model._tome.size.shape[1] == 313 and int(model._tome.size[0].sum()) == 513
+        with tome.trace() as t:
+            assert model(x).shape == (2, 5)
+        assert t.size.shape[1] == 313 and int(t.size[0].sum()) == 513
 
 
 def test_token_masking_drops_whole_rows_and_columns_in_training_only():
@@ -187,7 +189,8 @@ def test_token_masking_drops_whole_rows_and_columns_in_training_only():
     assert torch.equal(masking(x), x)
     tome.patch.audio(model)
     model.r = 2
-    model.train()(torch.randn(2, 1, 64, 32)).sum().backward()
-    assert model._tome.tokens[0] == 13 - 2
+    with tome.trace() as t:
+        model.train()(torch.randn(2, 1, 64, 32)).sum().backward()
+    assert t.tokens_in == 13 and t.tokens[0] == 13 - 2
     with pytest.raises(ConfigError, match="mask_t_prob"):
         build_audio_vit("micro", mask_t_prob=1.0)
