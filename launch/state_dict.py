@@ -240,3 +240,52 @@ def _log(report: dict) -> None:
     if report["head"] not in ("loaded", "none"):
         log.warning("checkpoint %s: head %s%s", report["path"], report["head"],
                     f"; initialised with trunc_normal(std={report['head_init']})" if report["head_init"] else "")
+
+
+# -- the submission-time check --------------------------------------------------------------------
+
+_CHECKED: dict = {}
+_NOTED: set = set()
+
+
+def check_fits(source, cfg, task) -> None:
+    """Before submission: ``model.checkpoint`` exists (or is a remote source) and, where the file
+    is at hand (local, or already in the cache), its keys and shapes fit the model the run builds.
+
+    The model is built on the ``meta`` device and the checkpoint read shapes-only, so nothing of
+    the size of the weights is allocated. A checkpoint an earlier stage of the experiment writes
+    (under ``launch.out_dir``) is checked when the run that reads it loads it. A remote source that
+    is not cached yet is not downloaded here (a dry run writes nothing): one note says how to
+    prefetch it, and the job downloads it.
+    """
+    import dataclasses
+    import sys
+
+    from .weights import cached, is_remote
+
+    if not source:
+        return
+    produced = os.path.abspath(str(source)).startswith(os.path.abspath(cfg.launch.out_dir) + os.sep)
+    if produced and not os.path.exists(source):
+        return
+    path = cached(source)
+    if path is None:
+        if not is_remote(source):
+            raise ConfigError(f"model.checkpoint {source!r} does not exist; expected a local file, an "
+                              f"http(s) URL, hf-hub:<org>/<repo>[@rev][/<file>], timm:<model>.<tag> or "
+                              f"torchvision:<WeightsEnum>.<MEMBER>")
+        if source not in _NOTED:
+            _NOTED.add(source)
+            print(f"note: model.checkpoint {source} is not in the cache yet; the job downloads it "
+                  f"(to prefetch: python -m launch.weights {source})", file=sys.stderr)
+        return
+    if os.path.isdir(path) or getattr(task, "load_checkpoint", None) is None:
+        return
+    bare = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, checkpoint=None))
+    key = (path, os.path.getmtime(path), repr(bare.model), repr(bare.data), cfg.task)
+    if key in _CHECKED:
+        return
+    with torch.device("meta"):
+        model = task.build_model(bare)
+    if task.load_checkpoint(model, path, check_only=True) is not None:
+        _CHECKED[key] = True

@@ -196,3 +196,52 @@ def test_check_only_reads_shapes_into_a_meta_model_and_loads_nothing(tmp_path, c
         wide = build_video_vit("tiny", 5, num_frames=4, img_size=32)
     with pytest.raises(ConfigError, match=r"has shape \(64, 3, 2, 16, 16\) but the model needs \(192"):
         load_mae_st_checkpoint(wide, str(tmp_path / "ft.pth"), check_only=True)
+
+
+# -- the submission-time check --------------------------------------------------------------------
+
+def _config(tmp_path, checkpoint):
+    from image.synthetic import write_demo_images
+    root = write_demo_images(tmp_path / "imgs", num_classes=2, train_per_class=1, val_per_class=1, size=16)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump({
+        "task": "image", "name": "check", "launch": {"out_dir": str(tmp_path / "runs")},
+        "data": {"root": str(root), "family": "demo", "img_size": 64, "rand_augment": None},
+        "model": {"name": "demo_vit_tiny", "num_classes": 8, "checkpoint": checkpoint,
+                  "kwargs": {"depth": 2}},
+        "train": {"epochs": 1}}))
+    return str(path)
+
+
+def _tiny_checkpoint(path, **kwargs):
+    src = build_image_model("demo_vit_tiny", num_classes=8, depth=2, **kwargs)
+    torch.save({"model": src.state_dict(), "args": argparse.Namespace(lr=1e-3)}, path)
+    return str(path)
+
+
+def test_dry_run_rejects_a_checkpoint_that_does_not_fit_before_submitting(tmp_path, cache, capsys):
+    from launch.submit import main
+    wrong = _tiny_checkpoint(tmp_path / "wide.pth", embed_dim=96, num_heads=3)
+    assert main([_config(tmp_path, wrong), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cls_token has shape (1, 1, 96) but the model needs (1, 1, 192)" in err
+    good = _tiny_checkpoint(tmp_path / "good.pth")
+    assert main([_config(tmp_path, good), "--dry-run"]) == 0
+    capsys.readouterr()
+    assert main([_config(tmp_path, str(tmp_path / "typo.pth")), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "model.checkpoint" in err and "typo.pth' does not exist" in err
+
+
+def test_dry_run_checks_a_cached_url_and_downloads_nothing_new(tmp_path, cache, server, capsys):
+    from launch.submit import main
+    from launch.weights import fetch
+    wrong = _tiny_checkpoint(tmp_path / "wide.pth", embed_dim=96, num_heads=3)
+    server.files["/check/wide.pth"] = open(wrong, "rb").read()
+    server.files["/check/later.pth"] = open(wrong, "rb").read()
+    url = f"{server.url}/check/wide.pth"
+    assert main([_config(tmp_path, f"{server.url}/check/later.pth"), "--dry-run"]) == 0
+    assert "not in the cache yet" in capsys.readouterr().err and server.gets["/check/later.pth"] == 0
+    fetch(url)  # the login-node prefetch
+    assert main([_config(tmp_path, url), "--dry-run"]) == 2
+    assert "cls_token has shape (1, 1, 96)" in capsys.readouterr().err
