@@ -74,7 +74,11 @@ class AudioTask(Task):
         if masking and cfg.train.epochs > 0 and (cfg.tome.band or cfg.tome.window):
             raise ConfigError("tome.band/window label the full token grid; they cannot be combined "
                               "with model.mask_t_prob/mask_f_prob while training")
-        check_checkpoint(cfg.model.checkpoint, cfg)
+        check_checkpoint(cfg.model.checkpoint, cfg, self)
+
+    def load_checkpoint(self, model, source, check_only: bool = False):
+        from audio.checkpoint import load_audiomae_checkpoint
+        return load_audiomae_checkpoint(model, source, check_only=check_only)
 
     def build_dataset(self, cfg, train: bool):
         from audio.data import AudioClipDataset

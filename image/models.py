@@ -1,7 +1,9 @@
 """Build the image ViTs the experiments use: timm models, torchvision SWAG ViTs and tiny demo ViTs.
 
-Nothing here downloads: this machine is offline, so weights always come from a local checkpoint
-file. Each built model carries `model.image_info` (name, family, img_size, num_classes, weights
+Weights come from `checkpoint`, any source `launch.weights` accepts (a local path, a URL, or a
+hub reference, downloaded once into the cache); `pretrained=True` without a checkpoint uses the
+model's published source (`model.image_info["source"]`). Each built model carries
+`model.image_info` (name, family, img_size, num_classes, weights
 and the checkpoint load report); `family` names the matching `image.transforms.eval_transform`.
 """
 
@@ -110,7 +112,8 @@ def _build_torchvision(name, num_classes, img_size, drop_path, overrides):
     weights = swag_weights(arch, img_size)
     info = {"family": "swag", "img_size": img_size,
             "weights": f"{enum_name}.{weights.name}" if weights else None,
-            "weights_url": weights.url if weights else None}
+            "weights_url": weights.url if weights else None,
+            "source": f"torchvision:{enum_name}.{weights.name}" if weights else None}
     return model, info
 
 
@@ -142,14 +145,15 @@ def _build_timm(name, num_classes, img_size, drop_path, overrides):
         kwargs["img_size"] = img_size
     kwargs.update(overrides)
     try:
-        # pretrained stays False: timm would try the network, weights arrive via `checkpoint`
+        # pretrained stays False: weights arrive via `checkpoint` (launch.weights' cache)
         model = timm.create_model(arch, pretrained=False, **kwargs)
     except (TypeError, RuntimeError) as err:  # unknown kwarg, or unknown pretrained tag
         raise ConfigError(f"cannot build {name!r}: {err}") from None
     cfg = getattr(model, "pretrained_cfg", None) or {}
     size = model.patch_embed.img_size[0] if hasattr(model, "patch_embed") else cfg.get("input_size", (3, 224))[1]
     info = {"family": timm_family(arch, model), "img_size": int(size),
-            "weights": mae_url or cfg.get("hf_hub_id") or cfg.get("url") or None}
+            "weights": mae_url or cfg.get("hf_hub_id") or cfg.get("url") or None,
+            "source": mae_url or (f"timm:{arch}" if "." in arch else None)}
     return model, info
 
 
@@ -162,7 +166,7 @@ def build_image_model(name: str, num_classes: Optional[int] = None, img_size: Op
     "torchvision:vit_b_16" (and the other torchvision ViTs; img_size defaults to the SWAG E2E size),
     or any timm model name. Extra keyword arguments go to the architecture's constructor
     (e.g. depth=2 for timm, num_layers=2 for torchvision). pretrained=True only asserts that
-    weights are expected: it requires `checkpoint`, as nothing is ever downloaded.
+    weights are expected: without `checkpoint` it loads the model's published source.
     """
     if not isinstance(name, str) or not name:
         raise ConfigError(f"model name {name!r} is not valid; expected one of {_valid_names()}")
@@ -175,9 +179,10 @@ def build_image_model(name: str, num_classes: Optional[int] = None, img_size: Op
         model, info = _build_timm(name, num_classes, img_size, drop_path, overrides)
 
     if pretrained and not checkpoint:
-        source = info.get("weights_url") or info.get("weights") or "the model's published weights"
-        raise ConfigError(f"pretrained=True for {name!r} needs checkpoint=<local file>; this machine is "
-                          f"offline, so download {source} elsewhere and pass its path")
+        checkpoint = info.get("source")
+        if not checkpoint:
+            raise ConfigError(f"pretrained=True for {name!r} names no published weights; give a timm tag "
+                              f"(e.g. {name}.augreg_in21k_ft_in1k) or checkpoint=<source>")
     report = load_image_checkpoint(model, checkpoint) if checkpoint else None
     model.image_info = dict(info, name=name, checkpoint=report,
                             num_classes=_num_classes(model))

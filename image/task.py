@@ -60,7 +60,11 @@ class ImageTask(Task):
             if not os.path.isdir(os.path.join(d.root, split)):
                 raise ConfigError(f"data split folder {os.path.join(d.root, split)!r} does not exist "
                                   f"(data.root={d.root!r}, expected <root>/{split}/<class>/<image>)")
-        check_checkpoint(cfg.model.checkpoint, cfg)
+        check_checkpoint(cfg.model.checkpoint, cfg, self)
+
+    def load_checkpoint(self, model, source, check_only: bool = False):
+        from image.checkpoints import load_image_checkpoint
+        return load_image_checkpoint(model, source, check_only=check_only)
 
     def build_dataset(self, cfg, train: bool):
         from image.data import ImageFolderDataset

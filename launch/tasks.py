@@ -37,6 +37,11 @@ class Task:
         """Apply the ToMe patch that fits this modality's models."""
         raise NotImplementedError
 
+    def load_checkpoint(self, model: torch.nn.Module, source, check_only: bool = False):
+        """Load a checkpoint source into a model built by build_model (``check_only``: keys and
+        shapes only, on a meta model) and return the loader's report; None: no loader."""
+        return None
+
     def num_classes(self, cfg) -> int:
         return cfg.model.num_classes
 
@@ -75,13 +80,11 @@ def required_lists(cfg, what: str) -> list:
     return lists
 
 
-def check_checkpoint(path: Optional[str], cfg) -> None:
-    """A checkpoint must exist, unless an earlier stage of this experiment will write it."""
-    if not path or os.path.isfile(path):
-        return
-    produced_here = os.path.abspath(path).startswith(os.path.abspath(cfg.launch.out_dir) + os.sep)
-    if not produced_here:
-        raise ConfigError(f"model.checkpoint {path!r} does not exist")
+def check_checkpoint(path: Optional[str], cfg, task: Optional["Task"] = None) -> None:
+    """A checkpoint must exist (or be a remote source), unless an earlier stage of this experiment
+    will write it; where it is at hand, its keys and shapes must fit the model (shapes only)."""
+    from .state_dict import check_fits
+    check_fits(path, cfg, task)
 
 
 def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks=(1, 5)) -> dict:

@@ -67,7 +67,11 @@ class VideoTask(Task):
         from video.data import load_video_list
         for _, path in required_lists(cfg, "a Kinetics CSV of 'path label' lines"):
             load_video_list(path, d.root)  # missing file, empty list or bad line: ConfigError
-        check_checkpoint(cfg.model.checkpoint, cfg)
+        check_checkpoint(cfg.model.checkpoint, cfg, self)
+
+    def load_checkpoint(self, model, source, check_only: bool = False):
+        from video.checkpoint import load_mae_st_checkpoint
+        return load_mae_st_checkpoint(model, source, check_only=check_only)
 
     def build_dataset(self, cfg, train: bool):
         from video.data import VideoClipDataset

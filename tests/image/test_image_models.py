@@ -50,7 +50,7 @@ def test_build_errors():
         build_image_model("resnet_nope")
     with pytest.raises(ConfigError, match="unknown torchvision ViT"):
         build_image_model("torchvision:vit_q_99")
-    with pytest.raises(ConfigError, match="offline"):
+    with pytest.raises(ConfigError, match="names no published weights"):
         build_image_model("deit_small_patch16_224", pretrained=True, **TIMM_TINY)
     with pytest.raises(ConfigError, match="img_size"):
         build_image_model("demo_vit_tiny", img_size=-3)
@@ -75,8 +75,9 @@ def test_mae_checkpoint_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(src(x), dst(x))
     report = dst.image_info["checkpoint"]
-    assert report["dropped"] == ["norm.weight", "norm.bias"]
-    assert report["missing"] == [] and report["unexpected"] == [] and report["layout"] == "timm"
+    assert report["dropped"] == ["norm.weight", "norm.bias"] and report["wrapper"] == "model"
+    assert report["missing"] == [] and report["unexpected"] == [] and report["family"] == "mae"
+    assert report["head"] == "loaded" and report["head_init"] is None
 
 
 def test_deit_distilled_round_trip(tmp_path):
@@ -97,19 +98,19 @@ def test_torchvision_round_trip(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(src(x), dst(x))
-    assert dst.image_info["checkpoint"]["layout"] == "torchvision"
+    assert dst.image_info["checkpoint"]["family"] == "torchvision"
 
 
 def test_pos_embed_resampled_and_head_skipped(tmp_path):
     _mae_checkpoint(tmp_path / "mae.pth")
     dst = build_image_model("mae_vit_base_patch16", img_size=48, num_classes=7, **TIMM_TINY)
     report = load_image_checkpoint(dst, tmp_path / "mae.pth")
-    assert report["resampled"] == {"pos_embed": ((1, 5, 32), (1, 10, 32))}
-    assert [s.split(":")[0] for s in report["skipped_head"]] == ["head.weight", "head.bias"]
+    assert report["resized"] == {"pos_embed": ((1, 5, 32), (1, 10, 32))}
+    assert report["head"] == "skipped: head.weight (5, 32) vs model (7, 32); head.bias (5,) vs model (7,)"
     tv = build_image_model("torchvision:vit_b_16", img_size=32, **TV_TINY)
     torch.save(tv.state_dict(), tmp_path / "tv.pth")
     big = build_image_model("torchvision:vit_b_16", img_size=64, **TV_TINY)
-    assert load_image_checkpoint(big, tmp_path / "tv.pth")["resampled"] == {
+    assert load_image_checkpoint(big, tmp_path / "tv.pth")["resized"] == {
         "encoder.pos_embedding": ((1, 5, 32), (1, 17, 32))}
 
 
@@ -122,7 +123,7 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ConfigError, match="timm layout but the model is a torchvision"):
         load_image_checkpoint(tv, tmp_path / "mae.pth")
     deeper = build_image_model("mae_vit_base_patch16", img_size=32, num_classes=5, depth=3, embed_dim=32, num_heads=2)
-    with pytest.raises(ConfigError, match="lacks .* model tensors"):
+    with pytest.raises(ConfigError, match="lacks .* model tensors, first 'blocks.2."):
         load_image_checkpoint(deeper, tmp_path / "mae.pth")
     assert load_image_checkpoint(deeper, tmp_path / "mae.pth", allow_missing=True)["missing"]
     with pytest.raises(ConfigError, match="does not exist"):
