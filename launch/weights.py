@@ -133,17 +133,19 @@ def _url_dest(url: str) -> Path:
     return dest
 
 
-def _open(url: str):
+def _open(url: str, shown: Optional[str] = None):
+    """An open response for url; errors name ``shown`` (the user's spelling), default url."""
+    shown = shown or url
     request = urllib.request.Request(url, headers={"User-Agent": "tome-weights/1"})
     try:
         return urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as err:
         what = "check the URL" if err.code in (403, 404, 410) else "try again later"
-        raise ConfigError(f"cannot download {url}: HTTP {err.code} {err.reason}; {what}, or "
+        raise ConfigError(f"cannot download {shown}: HTTP {err.code} {err.reason}; {what}, or "
                           f"download the file yourself and pass its local path") from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise ConfigError(f"cannot reach {url} ({reason}); {_hint_offline(url)}") from None
+        raise ConfigError(f"cannot reach {shown} ({reason}); {_hint_offline(shown)}") from None
 
 
 def _drive_confirm(page: bytes, url: str) -> str:
@@ -169,6 +171,7 @@ def _filename(response, fallback: str) -> str:
 def _download(url: str, response, dest: Path, sha256: Optional[str], hash_prefix: Optional[str]) -> Path:
     """Stream one open response into dest, atomically; check size and hash."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    print(f"downloading {url} -> {dest}", file=sys.stderr, flush=True)
     tmp = dest.parent / f".{dest.name}.part.{os.getpid()}"
     total = response.headers.get("Content-Length")
     total = int(total) if total and total.isdigit() else None
@@ -237,7 +240,7 @@ def fetch_url(url: str, hash_prefix: Optional[str] = None) -> Path:
                 return _download(base, response, _url_dest(base), sha256, hash_prefix)
         link = f"{DRIVE_DOWNLOAD}?{urllib.parse.urlencode({'id': drive, 'export': 'download'})}"
         for _ in range(2):  # the file, or Drive's confirmation page for large files, then the file
-            with contextlib.closing(_open(link)) as response:
+            with contextlib.closing(_open(link, shown=base)) as response:
                 if not (response.headers.get("Content-Type") or "").startswith("text/html"):
                     dest = cache_dir() / "drive.google.com" / drive / _filename(response, drive)
                     return _download(base, response, dest, sha256, hash_prefix)
@@ -261,8 +264,13 @@ def parse_hf(source: str) -> tuple[str, Optional[str], Optional[str]]:
 
 def _hf_error(source: str, err: Exception) -> ConfigError:
     first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return ConfigError(f"cannot fetch {source} from the Hugging Face hub ({type(err).__name__}: "
-                       f"{first[:200]}); check the name, or {_hint_offline(source)}")
+    out = ConfigError(f"cannot fetch {source} from the Hugging Face hub ({type(err).__name__}: "
+                      f"{first[:200]}); check the name, or {_hint_offline(source)}")
+    # the hub answered that the repository has no such file (not: the hub could not be reached)
+    from huggingface_hub import errors as hub_errors
+    local = getattr(hub_errors, "LocalEntryNotFoundError", ())
+    out.no_such_file = isinstance(err, getattr(hub_errors, "EntryNotFoundError", ())) and not isinstance(err, local)
+    return out
 
 
 def _verify_hf_blob(path: str, source: str) -> None:
@@ -353,7 +361,7 @@ def fetch(source) -> str:
             try:
                 return str(fetch_hf(resolved))
             except ConfigError as err:  # older hub repositories hold pytorch_model.bin only
-                if "EntryNotFound" not in str(err) and "404" not in str(err):
+                if not getattr(err, "no_such_file", False):
                     raise
                 return str(fetch_hf(resolved[:-len("model.safetensors")] + "pytorch_model.bin"))
         return fetch(resolved)

@@ -180,3 +180,16 @@ def test_cli_prints_each_path_last_line_last_path(server, cache, tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines[1] == str(local) and open(lines[-1]).read() == "b" * 10 and len(lines) == 3
+
+
+def test_timm_tag_falls_back_to_pytorch_model_bin_only_when_the_hub_has_no_safetensors(server, cache):
+    server.hub[("timm/old_model", "pytorch_model.bin")] = PAYLOAD
+    code = ("from launch import weights; weights.resolve_timm = lambda s: "
+            "'hf-hub:timm/old_model/model.safetensors'; print(weights.fetch('timm:old_model.tag'))")
+    env = dict(os.environ, TOME_CACHE=str(cache), PYTHONPATH=REPO, HF_ENDPOINT=server.url,
+               HF_HUB_DISABLE_TELEMETRY="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("pytorch_model.bin")
+    assert open(done.stdout.strip(), "rb").read() == PAYLOAD
