@@ -52,6 +52,15 @@ class AudioViT(VisionTransformer):
         self.pos_embed = nn.Parameter(sincos_pos_embed(embed_dim, self.patch_embed.grid_size),
                                       requires_grad=False)
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """timm's head; in evaluation under autocast, pooling, ``fc_norm`` and the classifier run
+        in fp32, so the logits that mAP / AUC / d' rank keep fp32 resolution (bf16 logits leave a
+        few hundred distinct values per class on AudioSet's eval set and cost mAP)."""
+        if self.training or not torch.is_autocast_enabled(x.device.type):
+            return super().forward_head(x, pre_logits)
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward_head(x.float(), pre_logits)
+
 
 class SpectrogramTokenMasking(torch.nn.Module):
     """Audio-MAE's fine-tuning regulariser: drop whole time rows and frequency columns of patch

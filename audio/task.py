@@ -119,5 +119,7 @@ class AudioTask(Task):
 
     def metrics(self, scores, targets, index) -> dict:
         from audio.metrics import multilabel_metrics
-        m = multilabel_metrics(torch.sigmoid(scores), targets)
+        # Rank the fp32 logits themselves: float32 sigmoid rounds every logit above ~16.6 to 1.0,
+        # tying them, and the order (all that AP / AUC use) is the same.
+        m = multilabel_metrics(scores.float(), targets)
         return {"map": 100.0 * m["mAP"], "mauc": 100.0 * m["mAUC"], "d_prime": m["d_prime"]}
