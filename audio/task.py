@@ -24,7 +24,8 @@ class AudioData:
     freq_mask: int = 48                  # SpecAugment (training only)
     time_mask: int = 192
     noise: bool = False
-    roll: bool = False
+    roll: bool = False                   # Audio-MAE roll_mag_aug: gain Beta(10,10)+0.5 (its shift is 0)
+    wave_mixup: float = 0.0              # Audio-MAE mixup: P(mix a clip's waveform with a random one's)
     weighted_sampler: bool = False       # class-balanced sampling with replacement (AS-2M)
     epoch_samples: Optional[int] = None  # samples per epoch with the weighted sampler
     demo: bool = False                   # generate the synthetic multi-label clips into root
@@ -56,6 +57,13 @@ class AudioTask(Task):
 
     def prepare(self, cfg) -> None:
         d = cfg.data
+        if not 0.0 <= d.wave_mixup <= 1.0:
+            raise ConfigError(f"data.wave_mixup={d.wave_mixup}; it is a probability, valid range [0, 1]")
+        t = cfg.train
+        if d.wave_mixup > 0 and (t.mixup > 0 or t.cutmix > 0) and t.mixup_prob > 0 and t.epochs > 0:
+            raise ConfigError(f"data.wave_mixup={d.wave_mixup} with batch mixup (train.mixup={t.mixup}, "
+                              f"cutmix={t.cutmix}); Audio-MAE mixes waveforms only (its batch Mixup is "
+                              "built but never applied), so set train.mixup=0 and train.cutmix=0")
         if d.demo:
             if not d.root:
                 raise ConfigError("data.root is empty; the demo needs a folder to write audio into")
@@ -82,7 +90,8 @@ class AudioTask(Task):
         return AudioClipDataset(d.train_list if train else d.val_list, d.root, d.label_csv, train=train,
                                 target_length=d.target_length, mel_bins=d.mel_bins,
                                 freq_mask=d.freq_mask, time_mask=d.time_mask,
-                                noise=d.noise and train, roll=d.roll and train)
+                                noise=d.noise and train, roll=d.roll and train,
+                                wave_mixup=d.wave_mixup if train else 0.0)
 
     def train_sampling(self, dataset, cfg) -> tuple:
         if not cfg.data.weighted_sampler:
