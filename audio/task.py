@@ -113,7 +113,8 @@ class AudioTask(Task):
     def patch(self, model, cfg):
         t = cfg.tome
         return tome.patch.audio(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
-                                matching=t.matching, band=t.band, window=t.window)
+                                matching=t.matching, distance=t.distance, band=t.band,
+                                window=t.window)
 
     def input_shape(self, cfg) -> tuple:
         return (1, cfg.data.target_length, cfg.data.mel_bins)

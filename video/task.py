@@ -98,7 +98,7 @@ class VideoTask(Task):
     def patch(self, model, cfg):
         t = cfg.tome
         return tome.patch.video(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
-                                matching=t.matching)
+                                matching=t.matching, distance=t.distance)
 
     def input_shape(self, cfg) -> tuple:
         return (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
