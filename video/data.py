@@ -38,8 +38,8 @@ class VideoClipDataset(Dataset):
     ``sampling_rate`` apart (at ``target_fps``; None = source frames), a random resized crop
     (``scale``/``aspect``; ``scale=None`` switches to short-side jitter in ``short_side`` plus a random
     crop), a horizontal flip (``hflip=False`` for direction-sensitive labels), optional RandAugment
-    (``rand_augment``: a timm-style string such as ``"rand-m7-n4-mstd0.5-inc1"``; the same ops for
-    every frame of a clip, applied after the crop), then normalisation, then optional random erasing
+    (``rand_augment``: a timm string such as ``"rand-m7-mstd0.5-inc1"``, timm's ops with the same
+    draw for every frame of a clip, applied before the crop as MAE-ST does), then normalisation, then optional random erasing
     (``random_erase``: probability of one box through all frames, ``random_erase_mode`` pixel /
     rand / const, ``random_erase_count`` boxes at most; MAE-ST uses 0.25, pixel, 1).
     ``repeat_aug=k`` returns k independently sampled and augmented clips of the video, stacked.
@@ -149,14 +149,14 @@ class VideoClipDataset(Dataset):
     # -- augmentation -------------------------------------------------------------------------
 
     def _train_view(self, clip: torch.Tensor) -> torch.Tensor:
+        if self.rand_augment is not None:  # on the decoded frames, before the crop (MAE-ST order)
+            clip = self.rand_augment(clip)
         if self.scale is not None:
             clip = T.random_resized_crop(clip, self.crop_size, self.scale, self.aspect)
         else:
             clip = T.random_short_side_crop(clip, self.crop_size, self.short_side)
         if self.hflip:
             clip = T.random_hflip(clip)
-        if self.rand_augment is not None:
-            clip = self.rand_augment(clip)
         clip = T.normalize(clip, self.mean, self.std)
         if self.random_erase is not None:  # after normalisation, as MAE-ST erases
             clip = self.random_erase(clip)

@@ -2,7 +2,8 @@
 
 Clips are uint8 tensors shaped (T, C, H, W) until ``normalize`` turns them into float (C, T, H, W).
 Every spatial op draws its parameters once per clip, so all frames of a clip get the same crop,
-flip and RandAugment ops. All randomness comes from torch's RNG, which DataLoader seeds per worker.
+flip and RandAugment ops. Randomness comes from torch's RNG, and for RandAugment (timm's) from
+python's and numpy's; ``launch.data.SeededDataset`` seeds all three per sample.
 """
 from __future__ import annotations
 
@@ -127,12 +128,18 @@ def normalize(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
 
 
 class ClipRandAugment:
-    """RandAugment from a timm-style spec such as ``"rand-m7-n4-mstd0.5-inc1"``.
+    """timm RandAugment from a spec such as ``"rand-m7-mstd0.5-inc1"``, with one draw per clip.
 
-    ``m``: magnitude on timm's 0-10 scale; ``n``: ops per clip (default 2); ``mstd``: std of a
-    Gaussian jitter on the magnitude, drawn once per clip (timm draws per op); ``inc``: accepted for
-    compatibility, torchvision's posterize/solarize already grow stronger with magnitude.
-    torchvision's RandAugment does the ops, on the whole (T, C, H, W) clip at once.
+    As MAE-ST fine-tuning does it (``util/kinetics.py`` ``_aug_frame``,
+    ``util/decoder/transform.py`` ``create_random_augment``, ``util/decoder/rand_augment.py``, a
+    copy of timm's): timm's ``rand_augment_transform`` with bicubic resampling and grey (128) fill.
+    Per clip, ``n`` ops (default 2) are drawn with replacement from timm's 15 ops (the
+    "increasing" set with ``inc1``); each is applied with probability 0.5 at magnitude ``m`` on
+    the 0-10 scale, jittered by N(0, ``mstd``) and clipped to [0, 10]. MAE-ST hands the op a list
+    of frames, so every frame gets the same ops and parameters; here each frame is transformed
+    with the random state rewound to the clip's start, which draws the same ops and parameters
+    (timm's draws never depend on the image). Randomness: python's ``random`` and numpy's
+    generator, both seeded per sample by ``launch.data.SeededDataset``.
     """
 
     _FIELD = re.compile(r"(mstd|inc|m|n)([0-9.]+)")
@@ -140,8 +147,8 @@ class ClipRandAugment:
     def __init__(self, spec: str):
         parts = spec.split("-") if isinstance(spec, str) else []
         if not parts or parts[0] != "rand":
-            raise ConfigError(f"rand_augment {spec!r} must look like 'rand-m7-n4-mstd0.5-inc1'")
-        fields = {"m": 9.0, "n": 2.0, "mstd": 0.0, "inc": 1.0}
+            raise ConfigError(f"rand_augment {spec!r} must look like 'rand-m7-mstd0.5-inc1'")
+        fields = {"m": 10.0, "n": 2.0, "mstd": 0.0, "inc": 0.0}
         for part in parts[1:]:
             m = self._FIELD.fullmatch(part)
             if m is None:
@@ -150,17 +157,30 @@ class ClipRandAugment:
             fields[m[1]] = float(m[2])
         if not 0 <= fields["m"] <= 10 or fields["n"] < 1 or fields["n"] != int(fields["n"]):
             raise ConfigError(f"rand_augment {spec!r}: need 0 <= m <= 10 and an integer n >= 1")
+        self.spec = spec
         self.magnitude, self.num_ops, self.mstd = fields["m"], int(fields["n"]), fields["mstd"]
 
+    def transform(self, height: int, width: int):
+        """timm's RandAugment as MAE-ST builds it for frames of this size."""
+        from PIL import Image
+        from timm.data.auto_augment import rand_augment_transform
+        hparams = {"translate_const": int(min(height, width) * 0.45), "interpolation": Image.BICUBIC}
+        return rand_augment_transform(self.spec, hparams)
+
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
-        mag = self.magnitude
-        if self.mstd > 0:
-            mag = mag + self.mstd * float(torch.randn(()).item())
-        mag = min(max(mag, 0.0), 10.0)
-        # 101 bins make torchvision's integer magnitude index a 0.1 step on timm's 0-10 scale.
-        op = v2.RandAugment(num_ops=self.num_ops, magnitude=round(mag * 10), num_magnitude_bins=101,
-                            interpolation=InterpolationMode.BILINEAR)
-        return op(clip)
+        """uint8 (T, C, H, W) -> uint8 (T, C, H, W), the same ops on every frame."""
+        import random
+
+        import numpy as np
+        from PIL import Image
+        augment = self.transform(*clip.shape[-2:])
+        start = random.getstate(), np.random.get_state()
+        frames = []
+        for frame in clip.permute(0, 2, 3, 1).numpy():
+            random.setstate(start[0])
+            np.random.set_state(start[1])
+            frames.append(np.asarray(augment(Image.fromarray(frame))))
+        return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
 
 
 class ClipRandomErasing:

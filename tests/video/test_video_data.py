@@ -155,10 +155,53 @@ def test_rand_augment_spec():
     ra = T.ClipRandAugment("rand-m7-n4-mstd0.5-inc1")
     assert (ra.magnitude, ra.num_ops, ra.mstd) == (7.0, 4, 0.5)
     clip = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
-    assert ra(clip).shape == clip.shape
+    out = ra(clip)
+    assert out.shape == clip.shape and out.dtype == torch.uint8
     for bad in ("m7-n2", "rand-x3", "rand-m12", "rand-n0"):
         with pytest.raises(ConfigError):
             T.ClipRandAugment(bad)
+
+
+# mae_st util/decoder/rand_augment.py _RAND_INCREASING_TRANSFORMS, the ops "inc1" selects.
+MAE_ST_INC_OPS = ["AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing",
+                  "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing",
+                  "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel",
+                  "TranslateYRel"]
+
+
+def test_mae_st_rand_augment_is_two_ops_at_half_probability_from_the_increasing_set():
+    ra = T.ClipRandAugment("rand-m7-mstd0.5-inc1")
+    assert ra.num_ops == 2  # no n field: timm's / MAE-ST's default of 2 ops, not 4
+    aug = ra.transform(224, 224)
+    assert aug.num_layers == 2 and aug.choice_weights is None  # drawn with replacement
+    assert [op.name for op in aug.ops] == MAE_ST_INC_OPS
+    for op in aug.ops:
+        assert (op.prob, op.magnitude, op.magnitude_std) == (0.5, 7, 0.5)
+        assert op.kwargs["fillcolor"] == (128, 128, 128) and op.kwargs["resample"] == 3  # bicubic
+
+
+def test_rand_augment_gives_every_frame_the_same_ops():
+    import random
+    from PIL import Image
+    ra = T.ClipRandAugment("rand-m9-mstd0.5-inc1")
+    gen = torch.Generator().manual_seed(0)
+    changed = 0
+    for seed in range(12):
+        clip = torch.randint(0, 256, (3, 3, 20, 24), dtype=torch.uint8, generator=gen)
+        random.seed(seed)
+        np.random.seed(seed)
+        out = ra(clip)
+        # Oracle: timm's transform on each frame alone, from the same random state.
+        for t in range(3):
+            random.seed(seed)
+            np.random.seed(seed)
+            alone = np.array(ra.transform(20, 24)(Image.fromarray(clip[t].permute(1, 2, 0).numpy())))
+            assert torch.equal(out[t], torch.from_numpy(alone).permute(2, 0, 1))
+        changed += int(not torch.equal(out, clip))
+        # Identical frames stay identical: one set of ops and magnitudes for the whole clip.
+        same = ra(clip[:1].expand(4, -1, -1, -1))
+        assert all(torch.equal(same[0], same[t]) for t in range(1, 4))
+    assert changed >= 6  # with two ops at p = 0.5, most clips change
 
 
 # -- dataset ------------------------------------------------------------------------------------
