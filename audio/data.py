@@ -45,15 +45,28 @@ class AudioClipDataset(Dataset):
     (sum it over a run to report data loss). After ``1 + max_retries`` failures in a row the item
     raises, since then the list or root is wrong rather than one file.
 
-    Training augmentation, as Audio-MAE's AudioSet fine-tuning: SpecAugment with
-    ``freq_mask``/``time_mask`` maximum widths; optionally ``roll`` (roll the waveform by a random
-    shift and scale it by Beta(10,10)+0.5) and ``noise`` (add small uniform noise to the fbank and
-    shift it by up to 10 frames). Evaluation (``train=False``) applies none of them.
+    Training augmentation, as Audio-MAE's AudioSet fine-tuning (``dataset.py``):
+
+    * ``wave_mixup=p``: with probability p the clip's waveform is mixed with the waveform of a
+      clip drawn uniformly from the whole list (possibly itself). Both are mean-subtracted (and
+      gain-scaled when ``roll``); the partner is zero-padded at the end or cut to the clip's
+      length; lambda ~ Beta(10, 10); the mix is ``lambda * clip + (1 - lambda) * partner``, its
+      mean subtracted, and only then turned into an fbank. The target is
+      ``lambda * labels(clip) + (1 - lambda) * labels(partner)``, so a shared class gets 1.
+    * ``roll``: scale the waveform by Beta(10, 10) + 0.5. Audio-MAE calls this "roll_mag_aug" and
+      also rolls the waveform by ``np.random.randint(len(waveform))``, but its waveform is a
+      (1, N) array, so ``len`` is 1, the shift is always 0 and the official runs never shifted
+      in time: only the gain is reproduced here.
+    * SpecAugment with ``freq_mask``/``time_mask`` maximum widths, and ``noise`` (add small
+      uniform noise to the fbank and shift it by up to 10 frames).
+
+    Evaluation (``train=False``) applies none of them.
     """
 
     def __init__(self, list_path, root=None, label_csv=None, train: bool = False,
                  target_length: int = 1024, mel_bins: int = 128, freq_mask: int = 48,
-                 time_mask: int = 192, noise: bool = False, roll: bool = False, max_retries: int = 10):
+                 time_mask: int = 192, noise: bool = False, roll: bool = False, max_retries: int = 10,
+                 wave_mixup: float = 0.0):
         if target_length <= 0 or mel_bins <= 0:
             raise ConfigError(f"target_length={target_length}, mel_bins={mel_bins}; both must be positive")
         # Mask widths only matter when training (evaluation never masks).
@@ -61,6 +74,8 @@ class AudioClipDataset(Dataset):
             raise ConfigError(f"freq_mask={freq_mask}; valid range is 0..mel_bins ({mel_bins})")
         if train and not 0 <= time_mask <= target_length:
             raise ConfigError(f"time_mask={time_mask}; valid range is 0..target_length ({target_length})")
+        if not 0.0 <= wave_mixup <= 1.0:
+            raise ConfigError(f"wave_mixup={wave_mixup}; it is a probability, valid range is [0, 1]")
         if max_retries < 0:
             raise ConfigError(f"max_retries={max_retries}; must be >= 0")
         label_path = resolve_label_csv(list_path, root, label_csv)
@@ -71,6 +86,7 @@ class AudioClipDataset(Dataset):
         self.mel_bins = mel_bins
         self.noise = noise
         self.roll = roll
+        self.wave_mixup = float(wave_mixup) if train else 0.0
         self.max_retries = max_retries
         self.freq_masking = torchaudio.transforms.FrequencyMasking(freq_mask) if train and freq_mask else None
         self.time_masking = torchaudio.transforms.TimeMasking(time_mask) if train and time_mask else None
@@ -78,16 +94,22 @@ class AudioClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _roll_and_scale(self, waveform: torch.Tensor) -> torch.Tensor:
-        shift = int(torch.randint(0, waveform.shape[-1], ()))
+    def _gain(self, waveform: torch.Tensor) -> torch.Tensor:
+        # Audio-MAE's roll_mag_aug as it behaves: its roll shift is always 0 (see the class doc).
         # torch's RNG, not numpy's, so DataLoader workers get distinct draws.
-        scale = float(torch.distributions.Beta(10.0, 10.0).sample()) + 0.5
-        return torch.roll(waveform, shift, dims=-1) * scale
+        return waveform * (float(torch.distributions.Beta(10.0, 10.0).sample()) + 0.5)
 
-    def _features(self, path: str) -> torch.Tensor:
+    def _waveform(self, path: str) -> torch.Tensor:
+        # Audio-MAE subtracts the mean, then scales; scaling first and subtracting the mean of the
+        # scaled waveform (here: in wav_to_fbank, or before mixing) is the same g * (w - mean).
         waveform = read_audio(path)
         if self.train and self.roll:
-            waveform = self._roll_and_scale(waveform - waveform.mean())
+            waveform = self._gain(waveform)
+        return waveform
+
+    def _fbank(self, waveform: torch.Tensor) -> torch.Tensor:
+        # wav_to_fbank subtracts the mean again: a no-op for one clip, Audio-MAE's re-centring of
+        # the mix for two.
         fbank = wav_to_fbank(waveform, target_length=self.target_length, mel_bins=self.mel_bins)
         if self.train:
             spec = fbank.t()[None]  # torchaudio masks expect (..., freq, time)
@@ -102,14 +124,31 @@ class AudioClipDataset(Dataset):
                 fbank = torch.roll(fbank, int(torch.randint(-10, 10, ())), dims=0)
         return fbank[None].contiguous()
 
-    def __getitem__(self, index: int) -> dict:
-        features, index, skipped = load_with_standins(
-            lambda i: self._features(self.items[i][0]), lambda i: self.items[i][0], index,
-            lambda i, attempt: int(torch.randint(0, len(self.items), ())),
-            self.max_retries, "audio", log)
+    def _multi_hot(self, index: int) -> torch.Tensor:
         target = torch.zeros(self.num_classes, dtype=torch.float32)
         target[self.items[index][1]] = 1.0
-        return {"input": features, "target": target, "index": index, "skipped": skipped}
+        return target
+
+    def _load(self, index: int) -> tuple[torch.Tensor, int, int]:
+        return load_with_standins(
+            lambda i: self._waveform(self.items[i][0]), lambda i: self.items[i][0], index,
+            lambda i, attempt: int(torch.randint(0, len(self.items), ())),
+            self.max_retries, "audio", log)
+
+    def __getitem__(self, index: int) -> dict:
+        waveform, index, skipped = self._load(index)
+        target = self._multi_hot(index)
+        if self.wave_mixup > 0 and float(torch.rand(())) < self.wave_mixup:
+            other, partner, more = self._load(int(torch.randint(0, len(self.items), ())))
+            skipped += more
+            other = other - other.mean()  # centred before the padding / cut, as Audio-MAE does
+            n = waveform.shape[-1]
+            other = other[..., :n] if other.shape[-1] >= n else \
+                torch.nn.functional.pad(other, (0, n - other.shape[-1]))
+            lam = float(torch.distributions.Beta(10.0, 10.0).sample())
+            waveform = lam * (waveform - waveform.mean()) + (1.0 - lam) * other
+            target = lam * target + (1.0 - lam) * self._multi_hot(partner)
+        return {"input": self._fbank(waveform), "target": target, "index": index, "skipped": skipped}
 
 
 def _main(argv=None) -> None:

@@ -71,8 +71,9 @@ def d_prime(auc: float) -> float:
 def multilabel_metrics(scores, targets) -> dict[str, float]:
     """{"mAP", "mAUC", "d_prime"} of scores (N, K) against 0/1 targets (N, K).
 
-    Scores may be logits or probabilities (only their order matters). Targets above 0.5 count as
-    positive, so mixup-softened targets still work.
+    Scores are ranked in float64, so pass logits: they order clips as the sigmoid does, without
+    the ties float32 sigmoid makes above a logit of ~16.6 (every such probability rounds to 1.0).
+    Targets above 0.5 count as positive, so mixup-softened targets still work.
     """
     scores, targets = _as_numpy(scores, "scores"), _as_numpy(targets, "targets")
     if scores.shape != targets.shape:

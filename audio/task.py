@@ -24,7 +24,8 @@ class AudioData:
     freq_mask: int = 48                  # SpecAugment (training only)
     time_mask: int = 192
     noise: bool = False
-    roll: bool = False
+    roll: bool = False                   # Audio-MAE roll_mag_aug: gain Beta(10,10)+0.5 (its shift is 0)
+    wave_mixup: float = 0.0              # Audio-MAE mixup: P(mix a clip's waveform with a random one's)
     weighted_sampler: bool = False       # class-balanced sampling with replacement (AS-2M)
     epoch_samples: Optional[int] = None  # samples per epoch with the weighted sampler
     demo: bool = False                   # generate the synthetic multi-label clips into root
@@ -56,6 +57,13 @@ class AudioTask(Task):
 
     def prepare(self, cfg) -> None:
         d = cfg.data
+        if not 0.0 <= d.wave_mixup <= 1.0:
+            raise ConfigError(f"data.wave_mixup={d.wave_mixup}; it is a probability, valid range [0, 1]")
+        t = cfg.train
+        if d.wave_mixup > 0 and (t.mixup > 0 or t.cutmix > 0) and t.mixup_prob > 0 and t.epochs > 0:
+            raise ConfigError(f"data.wave_mixup={d.wave_mixup} with batch mixup (train.mixup={t.mixup}, "
+                              f"cutmix={t.cutmix}); Audio-MAE mixes waveforms only (its batch Mixup is "
+                              "built but never applied), so set train.mixup=0 and train.cutmix=0")
         if d.demo:
             if not d.root:
                 raise ConfigError("data.root is empty; the demo needs a folder to write audio into")
@@ -86,7 +94,8 @@ class AudioTask(Task):
         return AudioClipDataset(d.train_list if train else d.val_list, d.root, d.label_csv, train=train,
                                 target_length=d.target_length, mel_bins=d.mel_bins,
                                 freq_mask=d.freq_mask, time_mask=d.time_mask,
-                                noise=d.noise and train, roll=d.roll and train)
+                                noise=d.noise and train, roll=d.roll and train,
+                                wave_mixup=d.wave_mixup if train else 0.0)
 
     def train_sampling(self, dataset, cfg) -> tuple:
         if not cfg.data.weighted_sampler:
@@ -108,7 +117,8 @@ class AudioTask(Task):
     def patch(self, model, cfg):
         t = cfg.tome
         return tome.patch.audio(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
-                                matching=t.matching, band=t.band, window=t.window)
+                                matching=t.matching, distance=t.distance, band=t.band,
+                                window=t.window)
 
     def input_shape(self, cfg) -> tuple:
         return (1, cfg.data.target_length, cfg.data.mel_bins)
@@ -123,5 +133,7 @@ class AudioTask(Task):
 
     def metrics(self, scores, targets, index) -> dict:
         from audio.metrics import multilabel_metrics
-        m = multilabel_metrics(torch.sigmoid(scores), targets)
+        # Rank the fp32 logits themselves: float32 sigmoid rounds every logit above ~16.6 to 1.0,
+        # tying them, and the order (all that AP / AUC use) is the same.
+        m = multilabel_metrics(scores.float(), targets)
         return {"map": 100.0 * m["mAP"], "mauc": 100.0 * m["mAUC"], "d_prime": m["d_prime"]}

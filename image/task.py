@@ -86,7 +86,8 @@ class ImageTask(Task):
 
     def patch(self, model, cfg):
         t = cfg.tome
-        options = dict(prop_attn=t.prop_attn, metric=t.metric, mode=t.mode, matching=t.matching)
+        options = dict(prop_attn=t.prop_attn, metric=t.metric, mode=t.mode, matching=t.matching,
+                       distance=t.distance)
         if isinstance(model, TorchvisionViT):
             return tome.patch.torchvision(model, **options)
         return tome.patch.timm(model, **options)

@@ -26,7 +26,11 @@ def _mix(*values: int) -> int:
 class EpochSampler(Sampler):
     """Yields ``(index, sample_seed)``; shards over processes; can start mid-epoch.
 
-    ``weights`` (optional) switches to weighted sampling with replacement (class balancing).
+    ``weights`` (optional) switches to weighted sampling with replacement (class balancing): one
+    ``torch.multinomial`` draw of ``num_samples`` per epoch, strided over ranks. This is Audio-MAE's
+    AS-2M sampler (``dataset.py`` DistributedSamplerWrapper around WeightedRandomSampler): its
+    script passes ``--replacement False``, but that flag is argparse ``type=bool`` and
+    ``bool("False")`` is True, so the official runs drew with replacement too.
     """
 
     def __init__(self, size: int, rank: int = 0, world: int = 1, seed: int = 0, shuffle: bool = True,

@@ -262,7 +262,7 @@ def test_unsupported_models_fail_clearly(make, patch, match):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(metric="z"), "metric must be one of"), (dict(mode="median"), "mode must be one of"),
-    (dict(matching="kmeans"), "matching must be one of"),
+    (dict(matching="hungarian"), "matching must be one of"), (dict(distance="l1"), "distance must be one of"),
     (dict(prop_attn="yes"), "prop_attn must be True or False"),
 ])
 def test_bad_options(kwargs, match):

@@ -17,6 +17,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from .distance import similarity
 from .schedule import clamp_r
 
 MERGE_MODES = ("wavg", "mean", "max", "keep")
@@ -56,10 +57,12 @@ def _split_positions(num_tokens: int, protected: int, matching: str, device,
 def bipartite_soft_matching(metric: torch.Tensor, r: int, protected: int = 0,
                             matching: str = "bipartite",
                             groups: Optional[torch.Tensor] = None,
-                            generator: Optional[torch.Generator] = None) -> Optional[Matching]:
+                            generator: Optional[torch.Generator] = None,
+                            distance: str = "cosine") -> Optional[Matching]:
     """Decide which tokens merge. Returns ``None`` when nothing merges.
 
-    metric: [B, T, C] features compared by cosine similarity (the head-averaged keys by default).
+    metric: [B, T, C] features compared by cosine similarity (the head-averaged keys by default),
+        or by ``distance`` (see ``tome.distance``).
     groups: optional [B, T] integer labels; tokens only merge within the same label (used to keep
         merges inside a frequency band or time window). ``r`` is then lowered, if needed, so that
         every merge stays inside a group for every batch element.
@@ -75,8 +78,11 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, protected: int = 0,
     else:
         a_sel, b_sel = a_pos, b_pos
     with torch.no_grad():
-        metric = metric / metric.norm(dim=-1, keepdim=True)
-        scores = metric[:, a_sel] @ metric[:, b_sel].transpose(-1, -2)
+        if distance == "cosine":
+            metric = metric / metric.norm(dim=-1, keepdim=True)
+            scores = metric[:, a_sel] @ metric[:, b_sel].transpose(-1, -2)
+        else:
+            scores = similarity(metric[:, a_sel], metric[:, b_sel], distance)
         if groups is not None:
             same = groups[:, a_pos, None] == groups[:, None, b_pos]
             scores = scores.masked_fill(~same, -torch.inf)
@@ -179,9 +185,10 @@ def token_groups(source: torch.Tensor) -> torch.Tensor:
 
 def merge_step(x: torch.Tensor, metric: torch.Tensor, r: int, size: Optional[torch.Tensor],
                source: Optional[torch.Tensor], groups: Optional[torch.Tensor], *, protected: int,
-               mode: str = "wavg", matching: str = "bipartite"):
+               mode: str = "wavg", matching: str = "bipartite", distance: str = "cosine"):
     """One layer's merge, shared by every patched block: returns (x, size, source, groups)."""
-    m = bipartite_soft_matching(metric, r, protected, matching, groups)
+    from .matching import match  # matching.py builds on this module
+    m = match(metric, r, protected, matching, groups, distance)
     if m is None:
         return x, size, source, groups
     x, size = merge_tokens(m, x, size, mode)

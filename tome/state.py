@@ -22,7 +22,8 @@ import torch
 from torch.utils.weak import WeakTensorKeyDictionary
 
 from .attention import METRICS
-from .merge import MATCHINGS, MERGE_MODES
+from .matching import DISTANCES, MATCHINGS
+from .merge import MERGE_MODES
 from .schedule import Schedule, parse_r, token_counts
 
 
@@ -40,6 +41,7 @@ class ToMeInfo:
     metric: str = "k"
     mode: str = "wavg"
     matching: str = "bipartite"
+    distance: str = "cosine"
     groups: Optional[torch.Tensor] = None
 
     def __post_init__(self):
@@ -47,7 +49,8 @@ class ToMeInfo:
 
     def validate(self):
         for name, value, valid in (("metric", self.metric, METRICS), ("mode", self.mode, MERGE_MODES),
-                                   ("matching", self.matching, MATCHINGS)):
+                                   ("matching", self.matching, MATCHINGS),
+                                   ("distance", self.distance, DISTANCES)):
             if value not in valid:
                 raise ValueError(f"ToMe {name} must be one of {valid}, got {value!r}")
         for name in ("prop_attn", "trace_source"):

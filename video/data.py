@@ -38,9 +38,12 @@ class VideoClipDataset(Dataset):
     ``sampling_rate`` apart (at ``target_fps``; None = source frames), a random resized crop
     (``scale``/``aspect``; ``scale=None`` switches to short-side jitter in ``short_side`` plus a random
     crop), a horizontal flip (``hflip=False`` for direction-sensitive labels), optional RandAugment
-    (``rand_augment``: a timm-style string such as ``"rand-m7-n4-mstd0.5-inc1"``; the same ops for
-    every frame of a clip, applied after the crop), then normalisation. ``repeat_aug=k`` returns k
-    independently sampled and augmented clips of the video, stacked. Evaluation ignores repeat_aug.
+    (``rand_augment``: a timm string such as ``"rand-m7-mstd0.5-inc1"``, timm's ops with the same
+    draw for every frame of a clip, applied before the crop as MAE-ST does), then normalisation, then optional random erasing
+    (``random_erase``: probability of one box through all frames, ``random_erase_mode`` pixel /
+    rand / const, ``random_erase_count`` boxes at most; MAE-ST uses 0.25, pixel, 1).
+    ``repeat_aug=k`` returns k independently sampled and augmented clips of the video, stacked.
+    Evaluation ignores repeat_aug.
 
     Evaluation: ``num_temporal_clips * num_spatial_crops`` items (views) per video: evenly spaced
     clips; with 3 crops the short side is resized to ``crop_size`` and left/centre/right (top/centre/
@@ -63,7 +66,8 @@ class VideoClipDataset(Dataset):
                  mean: Sequence[float] = (0.45, 0.45, 0.45), std: Sequence[float] = (0.225, 0.225, 0.225),
                  max_retries: int = 10, scale: Optional[Sequence[float]] = (0.08, 1.0),
                  aspect: Sequence[float] = (0.75, 4 / 3), hflip: bool = True,
-                 target_fps: Optional[float] = 30.0):
+                 target_fps: Optional[float] = 30.0, random_erase: float = 0.0,
+                 random_erase_mode: str = "pixel", random_erase_count: int = 1):
         self.videos = load_video_list(list_path, root)
         self.list_path = str(list_path)
         self.train = bool(train)
@@ -91,6 +95,8 @@ class VideoClipDataset(Dataset):
                                   + (", all positive" if name == "std" else ""))
         self.mean, self.std = tuple(mean), tuple(std)
         self.rand_augment = T.ClipRandAugment(rand_augment) if (rand_augment and self.train) else None
+        erase = T.ClipRandomErasing(random_erase, random_erase_mode, count=random_erase_count)
+        self.random_erase = erase if (self.train and random_erase > 0) else None
         if target_fps is not None and target_fps <= 0:
             raise ConfigError(f"target_fps={target_fps!r} must be positive or None")
         self.target_fps = target_fps
@@ -143,21 +149,28 @@ class VideoClipDataset(Dataset):
     # -- augmentation -------------------------------------------------------------------------
 
     def _train_view(self, clip: torch.Tensor) -> torch.Tensor:
+        if self.rand_augment is not None:  # on the decoded frames, before the crop (MAE-ST order)
+            clip = self.rand_augment(clip)
         if self.scale is not None:
             clip = T.random_resized_crop(clip, self.crop_size, self.scale, self.aspect)
         else:
             clip = T.random_short_side_crop(clip, self.crop_size, self.short_side)
         if self.hflip:
             clip = T.random_hflip(clip)
-        if self.rand_augment is not None:
-            clip = self.rand_augment(clip)
-        return T.normalize(clip, self.mean, self.std)
+        clip = T.normalize(clip, self.mean, self.std)
+        if self.random_erase is not None:  # after normalisation, as MAE-ST erases
+            clip = self.random_erase(clip)
+        return clip
 
     def _eval_view(self, clip: torch.Tensor, spatial_idx: int) -> torch.Tensor:
+        # Float resize without antialiasing, long side floored, centre offsets ceiled: MAE-ST's test
+        # views (util/decoder/transform.py). Resizing before normalising equals resizing after
+        # (both are affine per channel), up to float rounding.
         if self.num_spatial_crops == 1:
-            clip = T.uniform_crop(T.resize_short_side(clip, self.short_side), self.crop_size, 1)
+            clip = T.uniform_crop(T.resize_short_side_float(clip, self.short_side), self.crop_size, 1)
         else:
-            clip = T.uniform_crop(T.resize_short_side(clip, self.crop_size), self.crop_size, spatial_idx)
+            clip = T.uniform_crop(T.resize_short_side_float(clip, self.crop_size), self.crop_size,
+                                  spatial_idx)
         return T.normalize(clip, self.mean, self.std)
 
     def __getitem__(self, item: int) -> dict:

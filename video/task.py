@@ -28,6 +28,9 @@ class VideoData:
     rand_augment: Optional[str] = "rand-m7-n4-mstd0.5-inc1"
     repeat_aug: int = 2
     hflip: bool = True
+    random_erase: float = 0.0            # training: probability of erasing one box through the clip
+    random_erase_mode: str = "pixel"     # pixel | rand | const (fill of the erased box)
+    random_erase_count: int = 1          # at most this many boxes (1..count drawn per clip)
     demo: bool = False                   # generate the synthetic moving-shapes set into root
     demo_classes: int = 4
 
@@ -80,7 +83,9 @@ class VideoTask(Task):
                       target_fps=d.target_fps)
         if train:
             return VideoClipDataset(d.train_list, d.root, True, rand_augment=d.rand_augment,
-                                    repeat_aug=d.repeat_aug, hflip=d.hflip, **common)
+                                    repeat_aug=d.repeat_aug, hflip=d.hflip,
+                                    random_erase=d.random_erase, random_erase_mode=d.random_erase_mode,
+                                    random_erase_count=d.random_erase_count, **common)
         return VideoClipDataset(d.val_list, d.root, False, num_temporal_clips=d.num_temporal_clips,
                                 num_spatial_crops=d.num_spatial_crops, **common)
 
@@ -97,7 +102,7 @@ class VideoTask(Task):
     def patch(self, model, cfg):
         t = cfg.tome
         return tome.patch.video(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
-                                matching=t.matching)
+                                matching=t.matching, distance=t.distance)
 
     def input_shape(self, cfg) -> tuple:
         return (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)

@@ -229,3 +229,117 @@ def test_weighted_sampler_shards_one_weighted_draw():
     assert [i for i, _ in shards[0]] != drawn[0]
     with pytest.raises(ConfigError, match="non-negative"):
         EpochSampler(2, weights=torch.tensor([1.0, -1.0]))
+
+
+# --- Audio-MAE waveform mixup and gain ---------------------------------------------------------
+
+@pytest.fixture
+def three_clips(tmp_path):
+    """Three clips of different lengths, clip k carrying only class k."""
+    waves = [_tone(0.5, freq=300.0), _tone(0.3, freq=700.0) * 2, _tone(0.7, freq=1100.0) - 0.3]
+    entries = []
+    for k, (w, mid) in enumerate(zip(waves, ("/m/0a", "/m/0b", "/t/dd1"))):
+        soundfile.write(tmp_path / f"c{k}.wav", w.numpy(), 16000, subtype="FLOAT")
+        entries.append({"wav": f"c{k}.wav", "labels": mid})
+    (tmp_path / "l.json").write_text(json.dumps({"data": entries}))
+    _write_label_csv(tmp_path / "class_labels_indices.csv")
+    return tmp_path / "l.json", tmp_path, waves
+
+
+def _mix_reference(w1, w2, lam, target_length):
+    # Audio-MAE dataset.py _wav2fbank with two files, written out.
+    w1, w2 = w1 - w1.mean(), w2 - w2.mean()
+    if len(w2) < len(w1):
+        w2 = torch.cat([w2, torch.zeros(len(w1) - len(w2))])
+    else:
+        w2 = w2[:len(w1)]
+    mix = lam * w1 + (1 - lam) * w2
+    return _reference_fbank(mix - mix.mean(), target_length)
+
+
+def test_wave_mixup_mixes_waveforms_before_the_fbank_and_labels_by_lambda(three_clips):
+    lst, root, waves = three_clips
+    ds = AudioClipDataset(lst, root, train=True, target_length=80, freq_mask=0, time_mask=0,
+                          wave_mixup=1.0)
+    seen_pad = seen_cut = False
+    lams = []
+    for seed in range(40):
+        torch.manual_seed(seed)
+        index = seed % 3
+        item = ds[index]
+        t = item["target"]
+        assert t.sum() == pytest.approx(1.0)
+        if t[index] == 1.0:  # the partner drawn was the clip itself: mixing changes nothing
+            torch.testing.assert_close(item["input"][0], _reference_fbank(waves[index], 80),
+                                       atol=2e-3, rtol=0)
+            continue
+        lam = float(t[index])
+        partner = int((t > 0).nonzero().flatten()[t[t > 0] != lam][0]) if (t > 0).sum() > 1 else None
+        assert partner is not None and t[partner] == pytest.approx(1 - lam)
+        lams.append(lam)
+        seen_pad |= len(waves[partner]) < len(waves[index])
+        seen_cut |= len(waves[partner]) > len(waves[index])
+        ref = _mix_reference(waves[index], waves[partner], lam, 80)
+        torch.testing.assert_close(item["input"][0], ref, atol=2e-3, rtol=0)
+    assert seen_pad and seen_cut and len(lams) > 15
+    # lambda ~ Beta(10, 10): mean 1/2, std sqrt(1 / 84) ~ 0.11.
+    assert np.mean(lams) == pytest.approx(0.5, abs=0.06) and 0.03 < np.std(lams) < 0.2
+    # Evaluation never mixes; p = 0 never mixes.
+    val = AudioClipDataset(lst, root, train=False, target_length=80, wave_mixup=1.0)
+    off = AudioClipDataset(lst, root, train=True, target_length=80, freq_mask=0, time_mask=0)
+    for d in (val, off):
+        assert all(set(d[i]["target"].tolist()) == {0.0, 1.0} for i in range(3))
+    with pytest.raises(ConfigError, match="wave_mixup=1.5"):
+        AudioClipDataset(lst, root, train=True, wave_mixup=1.5)
+
+
+def test_roll_is_a_gain_between_half_and_three_halves_with_no_time_shift(three_clips):
+    lst, root, waves = three_clips
+    ds = AudioClipDataset(lst, root, train=True, target_length=60, freq_mask=0, time_mask=0, roll=True)
+    plain = _reference_fbank(waves[2], 60)  # 0.7 s is 68 frames: all 60 kept are real audio
+    gains = []
+    for seed in range(30):
+        torch.manual_seed(seed)
+        x = ds[2]["input"][0]
+        # Scaling a waveform by g adds log(g^2) to every log-mel energy: (2 log g) / (2 std) here.
+        # (Cells whose energy sits at Kaldi's log floor, about -1.27 normalised, stay put.)
+        shift = (x - plain)[plain > -1.0]
+        assert shift.numel() > 1000
+        assert float(shift.std()) < 2e-3  # one constant everywhere: a gain, no time shift
+        gains.append(math.exp(float(shift.mean()) * STD))
+    assert 0.5 < min(gains) and max(gains) < 1.5 and np.std(gains) > 0.03
+    assert np.mean(gains) == pytest.approx(1.0, abs=0.08)
+
+
+def test_wave_mixup_config_refuses_batch_mixup_on_top():
+    from audio.task import AudioTask
+    from launch.config import from_dict
+    both = from_dict({"name": "x", "task": "audio", "data": {"root": "/nonexistent", "wave_mixup": 0.5},
+                      "train": {"mixup": 0.5, "cutmix": 0.0, "epochs": 1}})
+    with pytest.raises(ConfigError, match="data.wave_mixup=0.5 with batch mixup"):
+        AudioTask().prepare(both)
+    alone = from_dict({"name": "x", "task": "audio", "data": {"root": "/nonexistent", "wave_mixup": 0.5},
+                       "train": {"mixup": 0.0, "cutmix": 0.0, "epochs": 1}})
+    with pytest.raises(ConfigError, match="not a directory"):  # passes the mixup check
+        AudioTask().prepare(alone)
+
+
+def test_weighted_sampler_draws_with_replacement_like_torch_weighted_random_sampler():
+    # Audio-MAE AS-2M (submit_ft_mask_bal.sh) passes "--replacement False", but the flag is
+    # argparse type=bool and bool("False") is True: its WeightedRandomSampler draws with
+    # replacement, one draw of epoch_len per epoch from a generator seeded per epoch, strided over
+    # ranks (dataset.py DistributedSamplerWrapper). Ours must be that same draw.
+    from launch.data import _mix
+    weights = torch.tensor([1.0, 2.0, 0.5, 3.0, 0.0])
+    ours = [i for i, _ in EpochSampler(5, 0, 1, seed=11, weights=weights, num_samples=50)]
+    g = torch.Generator().manual_seed(_mix(11, 0))
+    official_kind = list(torch.utils.data.WeightedRandomSampler(weights, 50, replacement=True, generator=g))
+    assert ours == official_kind
+    assert 4 not in ours and len(set(ours)) < len(ours)  # zero weight never drawn; repeats happen
+    # As many draws as clips: with replacement is not a permutation.
+    same_size = [i for i, _ in EpochSampler(5, 0, 1, seed=0, weights=torch.ones(5), num_samples=5)]
+    assert len(same_size) == 5
+    # Resume mid-epoch: the rest of the epoch is the same draw.
+    s = EpochSampler(5, 0, 1, seed=11, weights=weights, num_samples=50)
+    s.set_epoch(0, 20)
+    assert [i for i, _ in s] == ours[20:]

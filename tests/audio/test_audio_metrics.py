@@ -74,3 +74,51 @@ def test_edge_cases():
         multilabel_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ConfigError, match="NaN"):
         multilabel_metrics(np.full((2, 2), np.nan), np.eye(2))
+
+
+def test_map_on_saturating_logits_equals_sklearn_on_the_logits():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, size=(300, 4))
+    y[:2] = [[0] * 4, [1] * 4]
+    # Logits 15..40: float32 sigmoid maps almost all of them to exactly 1.0.
+    logits = torch.from_numpy(18 + 6 * rng.normal(size=(300, 4)) + 4 * y).float()
+    assert (torch.sigmoid(logits) == 1.0).float().mean() > 0.5
+    from audio.task import AudioTask
+    got = AudioTask().metrics(logits, torch.from_numpy(y).float(), torch.arange(300))
+    want_ap = np.mean([average_precision_score(y[:, k], logits[:, k].numpy()) for k in range(4)])
+    want_auc = np.mean([roc_auc_score(y[:, k], logits[:, k].numpy()) for k in range(4)])
+    assert got["map"] == pytest.approx(100 * want_ap, abs=1e-9)
+    assert got["mauc"] == pytest.approx(100 * want_auc, abs=1e-9)
+    # The saturated probabilities give another, lower number: the defect this guards against.
+    sat = multilabel_metrics(torch.sigmoid(logits), torch.from_numpy(y))["mAP"]
+    assert abs(100 * sat - got["map"]) > 1
+
+
+def test_ties_are_handled_as_sklearn_handles_them():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        y = rng.integers(0, 2, size=50)
+        y[:2] = [0, 1]
+        s = np.round(rng.normal(size=50) + y, 0)  # a handful of distinct values: many ties
+        assert average_precision(s, y) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        assert roc_auc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_audio_logits_are_fp32_under_autocast_in_evaluation():
+    from audio.model import build_audio_vit
+    torch.manual_seed(0)
+    model = build_audio_vit("micro", num_classes=5, target_length=32, mel_bins=16).eval()
+    x = torch.randn(3, 1, 32, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        feats = model.forward_features(x)
+        out = model(x)
+        plain = torch.nn.functional.linear(feats, model.head.weight)  # what autocast gives a head
+    assert plain.dtype == torch.bfloat16 and out.dtype == torch.float32
+    # Independent fp32 head: mean of the patch tokens, LayerNorm, linear.
+    pooled = feats.float()[:, model.num_prefix_tokens:].mean(1)
+    want = torch.nn.functional.linear(
+        torch.nn.functional.layer_norm(pooled, (pooled.shape[-1],), model.fc_norm.weight,
+                                       model.fc_norm.bias, 1e-6), model.head.weight, model.head.bias)
+    assert torch.allclose(out, want, atol=1e-6)

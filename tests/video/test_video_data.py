@@ -68,26 +68,140 @@ def test_list_missing_paths(tmp_path):
 
 # -- sampling helpers ---------------------------------------------------------------------------
 
-def test_clip_indices_eval_and_short_video():
-    first = T.clip_indices(100, 8, 4, clip_idx=0, num_clips=3)
-    last = T.clip_indices(100, 8, 4, clip_idx=2, num_clips=3)
-    assert first[0] == 0 and last[-1] == 99 and torch.all(first.diff() == 4)
-    centre = T.clip_indices(100, 8, 4, clip_idx=0, num_clips=1)
-    assert centre[0] == 35
+# The offsets of a 16-frame, rate-4 clip: linspace(0, 63, 16) truncated, i.e. floor(4.2 * i).
+OFFSETS_16x4 = [0, 4, 8, 12, 16, 21, 25, 29, 33, 37, 42, 46, 50, 54, 58, 63]
+
+
+def test_clip_indices_300_frame_video_10_views_match_mae_st_by_hand():
+    # 300 frames, span 16 * 4 = 64, delta = 236; offset sampling starts view k at
+    # k * floor(236 / 9) = 26 k; the last view ends at 234 + 63 = 297.
+    for k in range(10):
+        assert T.clip_indices(300, 16, 4, clip_idx=k, num_clips=10).tolist() == \
+            [26 * k + o for o in OFFSETS_16x4]
+    # 7 views: floor(236 / 6) = 39 apart.
+    assert T.clip_indices(300, 16, 4, clip_idx=6, num_clips=7)[0] == 234
+    assert T.clip_indices(300, 16, 4, clip_idx=1, num_clips=7)[0] == 39
+    # One view: the centre, floor(236 / 2) = 118.
+    assert T.clip_indices(300, 16, 4, clip_idx=0, num_clips=1).tolist() == [118 + o for o in OFFSETS_16x4]
+
+
+def test_clip_indices_floor_the_view_spacing():
+    # 101 frames, span 32: delta 69, 3 views start at k * floor(69 / 2) = 0, 34, 68 (not 69).
+    # linspace(start, start + 31, 8) steps 31 / 7: offsets 0, 4, 8, 13, 17, 22, 26, 31.
+    offsets = [0, 4, 8, 13, 17, 22, 26, 31]
+    assert T.clip_indices(101, 8, 4, clip_idx=1, num_clips=3).tolist() == [34 + o for o in offsets]
+    assert T.clip_indices(101, 8, 4, clip_idx=2, num_clips=3).tolist() == [68 + o for o in offsets]
+
+
+def test_clip_indices_short_video_and_frame_rate():
     short = T.clip_indices(10, 8, 4, clip_idx=-1)
-    assert short.min() >= 0 and short.max() == 9  # clamped: the last frame repeats
-    # A 60 fps source spans twice the frames for the same 30 fps clip.
-    assert T.clip_indices(1000, 4, 2, 0, 1, fps=60, target_fps=30).diff().tolist() == [4, 4, 4]
+    # span 32 > 10 frames: delta 0, so linspace(0, 31, 8) clamped to the last frame 9.
+    assert short.tolist() == [0, 4, 8, 9, 9, 9, 9, 9]
+    # A 60 fps source spans 2 x 4 x 2 = 16 frames for the same 30 fps clip: linspace(s, s + 15, 4).
+    assert T.clip_indices(1000, 4, 2, 0, 1, fps=60, target_fps=30).diff().tolist() == [5, 5, 5]
+    torch.manual_seed(0)
+    starts = [int(T.clip_indices(300, 16, 4)[0]) for _ in range(200)]
+    assert min(starts) >= 0 and max(starts) <= 236 and len(set(starts)) > 50
+
+
+def test_short_side_resize_floors_the_long_side_and_centre_crop_ceils():
+    assert T.short_side_shape(240, 320, 224) == (224, 298)   # 298.67 floored (rounding gives 299)
+    assert T.short_side_shape(256, 456, 224) == (224, 399)
+    assert T.short_side_shape(320, 240, 224) == (298, 224)
+    # 456 x 256 at 224 leaves a 175-pixel margin: the official centre crop starts at ceil(87.5) = 88.
+    cols = torch.arange(399).view(1, 1, 1, 399).expand(1, 1, 224, 399)
+    assert T.uniform_crop(cols, 224, 1)[0, 0, 0, [0, -1]].tolist() == [88, 311]
+    rows = torch.arange(7).view(1, 1, 7, 1).expand(1, 1, 7, 4)
+    assert T.uniform_crop(rows, 4, 1)[0, 0, :, 0].tolist() == [2, 3, 4, 5]    # ceil(3 / 2) = 2
+    assert T.uniform_crop(rows, 4, 2)[0, 0, :, 0].tolist() == [3, 4, 5, 6]
+    # A 2 x 4 ramp resized to short side 4 (8 x 16 by bilinear, align_corners=False, no
+    # antialiasing): column j samples source x = (j + 0.5) / 2 - 0.5, clamped at the edges.
+    ramp = torch.tensor([0., 4., 8., 12.]).view(1, 1, 1, 4).expand(1, 1, 2, 4)
+    out = T.resize_short_side_float(ramp, 4)
+    assert out.shape == (1, 1, 4, 8)
+    assert out[0, 0, 0].tolist() == pytest.approx([0, 1, 3, 5, 7, 9, 11, 12])
+
+
+def test_random_erasing_one_box_through_all_frames_pixel_noise():
+    torch.manual_seed(0)
+    erase = T.ClipRandomErasing(1.0, "pixel")
+    for _ in range(20):
+        clip = torch.full((3, 4, 32, 40), 7.0)
+        out = erase(clip)
+        hit = out != 7.0
+        box = hit[0, 0]
+        rows, cols = box.any(1).nonzero().flatten(), box.any(0).nonzero().flatten()
+        h, w = len(rows), len(cols)
+        # One rectangle, the same in every frame and channel, strictly smaller than the frame.
+        assert box.sum() == h * w and 0 < h < 32 and 0 < w < 40
+        assert (hit == box).all()
+        # Area in [0.02, 1/3] of the frame up to rounding of h and w.
+        assert 0.02 * 1280 * 0.8 <= h * w <= 1280 / 3 * 1.2
+        # Fresh noise per frame, standard normal-ish.
+        assert not torch.equal(out[:, 0][hit[:, 0]], out[:, 1][hit[:, 1]])
+    assert T.ClipRandomErasing(0.0)(torch.ones(3, 2, 8, 8)).eq(1).all()
+    const = T.ClipRandomErasing(1.0, "const")(torch.ones(3, 2, 16, 16))
+    assert (const == 0).any() and set(const.unique().tolist()) == {0.0, 1.0}
+    torch.manual_seed(1)
+    rate = sum(bool((T.ClipRandomErasing(0.25)(torch.ones(3, 1, 16, 16)) != 1).any())
+               for _ in range(2000)) / 2000
+    assert rate == pytest.approx(0.25, abs=0.03)
+    for bad in (dict(prob=1.5), dict(prob=0.2, mode="noise"), dict(prob=0.2, count=0)):
+        with pytest.raises(ConfigError):
+            T.ClipRandomErasing(**bad)
 
 
 def test_rand_augment_spec():
     ra = T.ClipRandAugment("rand-m7-n4-mstd0.5-inc1")
     assert (ra.magnitude, ra.num_ops, ra.mstd) == (7.0, 4, 0.5)
     clip = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
-    assert ra(clip).shape == clip.shape
+    out = ra(clip)
+    assert out.shape == clip.shape and out.dtype == torch.uint8
     for bad in ("m7-n2", "rand-x3", "rand-m12", "rand-n0"):
         with pytest.raises(ConfigError):
             T.ClipRandAugment(bad)
+
+
+# mae_st util/decoder/rand_augment.py _RAND_INCREASING_TRANSFORMS, the ops "inc1" selects.
+MAE_ST_INC_OPS = ["AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing",
+                  "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing",
+                  "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel",
+                  "TranslateYRel"]
+
+
+def test_mae_st_rand_augment_is_two_ops_at_half_probability_from_the_increasing_set():
+    ra = T.ClipRandAugment("rand-m7-mstd0.5-inc1")
+    assert ra.num_ops == 2  # no n field: timm's / MAE-ST's default of 2 ops, not 4
+    aug = ra.transform(224, 224)
+    assert aug.num_layers == 2 and aug.choice_weights is None  # drawn with replacement
+    assert [op.name for op in aug.ops] == MAE_ST_INC_OPS
+    for op in aug.ops:
+        assert (op.prob, op.magnitude, op.magnitude_std) == (0.5, 7, 0.5)
+        assert op.kwargs["fillcolor"] == (128, 128, 128) and op.kwargs["resample"] == 3  # bicubic
+
+
+def test_rand_augment_gives_every_frame_the_same_ops():
+    import random
+    from PIL import Image
+    ra = T.ClipRandAugment("rand-m9-mstd0.5-inc1")
+    gen = torch.Generator().manual_seed(0)
+    changed = 0
+    for seed in range(12):
+        clip = torch.randint(0, 256, (3, 3, 20, 24), dtype=torch.uint8, generator=gen)
+        random.seed(seed)
+        np.random.seed(seed)
+        out = ra(clip)
+        # Oracle: timm's transform on each frame alone, from the same random state.
+        for t in range(3):
+            random.seed(seed)
+            np.random.seed(seed)
+            alone = np.array(ra.transform(20, 24)(Image.fromarray(clip[t].permute(1, 2, 0).numpy())))
+            assert torch.equal(out[t], torch.from_numpy(alone).permute(2, 0, 1))
+        changed += int(not torch.equal(out, clip))
+        # Identical frames stay identical: one set of ops and magnitudes for the whole clip.
+        same = ra(clip[:1].expand(4, -1, -1, -1))
+        assert all(torch.equal(same[0], same[t]) for t in range(1, 4))
+    assert changed >= 6  # with two ops at p = 0.5, most clips change
 
 
 # -- dataset ------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class ToMeBlockMixin:
         if r > 0:
             x, size, source, groups = merge_step(x, metric, r, size, source, groups,
                                                  protected=info.protected, mode=info.mode,
-                                                 matching=info.matching)
+                                                 matching=info.matching, distance=info.distance)
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         return x, size, source, groups
 
@@ -218,7 +218,8 @@ def _check_supported(model) -> None:
 
 
 def patch_timm(model: VisionTransformer, trace_source: bool = False, prop_attn: bool = True,
-               metric: str = "k", mode: str = "wavg", matching: str = "bipartite") -> VisionTransformer:
+               metric: str = "k", mode: str = "wavg", matching: str = "bipartite",
+               distance: str = "cosine") -> VisionTransformer:
     """Patch a timm ViT in place; then set ``model.r``. Returns the model.
 
     ``model._tome`` holds these options only. The sizes, token counts and (with
@@ -227,7 +228,8 @@ def patch_timm(model: VisionTransformer, trace_source: bool = False, prop_attn: 
     _check_supported(model)
     old = getattr(model, "_tome", None)
     info = ToMeInfo(r=old.r if old else 0, protected=model.num_prefix_tokens, prop_attn=prop_attn,
-                    trace_source=trace_source, metric=metric, mode=mode, matching=matching)
+                    trace_source=trace_source, metric=metric, mode=mode, matching=matching,
+                    distance=distance)
     swap_class(model, ToMeVisionTransformerMixin, _CLASSES)
     model._tome = info
     for blk in model.blocks:

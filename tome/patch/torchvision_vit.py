@@ -39,7 +39,7 @@ class ToMeEncoderBlockMixin:
         if r > 0:
             x, size, source, groups = merge_step(x, metric, r, size, source, groups,
                                                  protected=info.protected, mode=info.mode,
-                                                 matching=info.matching)
+                                                 matching=info.matching, distance=info.distance)
         return x + self.mlp(self.ln_2(x)), size, source, groups
 
 
@@ -68,7 +68,7 @@ class ToMeTorchvisionViTMixin(ScheduleProperty):
 
 def patch_torchvision(model: VisionTransformer, trace_source: bool = False, prop_attn: bool = True,
                       metric: str = "k", mode: str = "wavg",
-                      matching: str = "bipartite") -> VisionTransformer:
+                      matching: str = "bipartite", distance: str = "cosine") -> VisionTransformer:
     """Patch a torchvision ViT in place; then set ``model.r``. Options are in ``model._tome``;
     read a call's sizes and sources with ``tome.trace()``."""
     if not isinstance(model, VisionTransformer):
@@ -80,7 +80,8 @@ def patch_torchvision(model: VisionTransformer, trace_source: bool = False, prop
                              f"expected EncoderBlock")
     old = getattr(model, "_tome", None)
     info = ToMeInfo(r=old.r if old else 0, protected=1, prop_attn=prop_attn,
-                    trace_source=trace_source, metric=metric, mode=mode, matching=matching)
+                    trace_source=trace_source, metric=metric, mode=mode, matching=matching,
+                    distance=distance)
     swap_class(model, ToMeTorchvisionViTMixin, _CLASSES)
     swap_class(model.encoder, ToMeEncoderMixin, _CLASSES)
     model._tome = info
