@@ -5,8 +5,8 @@ Audio-MAE's fine-tuned classifier is a timm ViT with a one-channel 16x16 patch e
 not used for the prediction) and global average pooling of the patch tokens followed by
 ``fc_norm``. timm's own ``global_pool='avg'`` does exactly that (``norm`` becomes Identity,
 ``fc_norm`` a LayerNorm after the pool), so only the input geometry and the frozen position
-table differ from a stock ViT (and, in evaluation under autocast, the head runs in fp32).
-Because ``forward_features`` is inherited unchanged, code that patches timm's Block/Attention and
+table differ from a stock ViT. Because ``forward_features`` / ``forward_head`` are inherited
+unchanged, code that patches timm's Block/Attention and
 re-implements ``forward_features`` (e.g. token merging) runs on this model as on any timm ViT.
 
 Tokens are ordered row-major over (time, frequency): token ``1 + t * F + f`` is the patch at
@@ -51,15 +51,6 @@ class AudioViT(VisionTransformer):
         # Fixed, not learned: Audio-MAE keeps it a frozen Parameter so checkpoints carry it.
         self.pos_embed = nn.Parameter(sincos_pos_embed(embed_dim, self.patch_embed.grid_size),
                                       requires_grad=False)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """timm's head; in evaluation under autocast, pooling, ``fc_norm`` and the classifier run
-        in fp32, so the logits that mAP / AUC / d' rank keep fp32 resolution (bf16 logits leave a
-        few hundred distinct values per class on AudioSet's eval set and cost mAP)."""
-        if self.training or not torch.is_autocast_enabled(x.device.type):
-            return super().forward_head(x, pre_logits)
-        with torch.autocast(x.device.type, enabled=False):
-            return super().forward_head(x.float(), pre_logits)
 
 
 class SpectrogramTokenMasking(torch.nn.Module):

@@ -124,11 +124,11 @@ def test_every_matching_and_distance_runs_in_a_patched_vit(matching, distance):
     model = tome.patch.timm(timm_model("augreg").eval(), matching=matching, distance=distance,
                             trace_source=True)
     model.r = 3
-    with torch.no_grad():
+    with torch.no_grad(), tome.trace() as t:
         y = model(input_for("augreg"))
     assert y.shape == (2, 7) and torch.isfinite(y).all()
-    assert model._tome.tokens[-1] == 17 - 3 * 3
-    kept_inputs = model._tome.source.sum(dim=(1, 2))
+    assert t.tokens[-1] == 17 - 3 * 3
+    kept_inputs = t.source.sum(dim=(1, 2))
     if matching == "random_prune":
         assert (kept_inputs == 17 - 9).all()  # pruned tokens are gone, not merged
     else:
