@@ -81,7 +81,8 @@ def _paper_matches(paper, r, train_r, inflection) -> bool:
     """Whether the paper's ToMe numbers belong beside the row evaluated at ``r``.
 
     The published rows are constant-r schedules: a run with a decreasing (or any ramped) schedule
-    gets none. A row whose r is not published (video, audio: ``r`` None) belongs to the r the run
+    gets none, and a run trained with merging at another r than the row's gets none. A row whose
+    r is not published (video, audio: ``r`` None) belongs to the r the run
     was trained with, when it was trained with merging.
     """
     if paper is None or paper["tome"] is None and paper["speedup"] is None:
@@ -90,6 +91,8 @@ def _paper_matches(paper, r, train_r, inflection) -> bool:
         return False
     if paper["r"] is None:
         return bool(train_r) and r == train_r
+    if train_r and train_r != paper["r"]:  # a merge-trained row belongs to the model trained at its r
+        return False
     return r == paper["r"]
 
 

@@ -178,6 +178,8 @@ ROWS: list[Official] = [
         Official(cfg, "RandAugment", "data.rand_augment", "rand-m9-mstd0.5-inc1", "deit main.py:98"),
         Official(cfg, "evaluation crop 0.875", "data.family", "deit", "deit main.py:174 (--eval-crop-ratio)",
                  note="image/transforms.py family deit: 0.875"),
+        Official(cfg, "proportional attention on (merge-trained DeiT)", "tome.prop_attn", True,
+                 "ToMe README.md:70"),
     )],
 
     # ---- image: MAE fine-tuning with merging (#14)

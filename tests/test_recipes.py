@@ -220,3 +220,22 @@ def test_paper_image_rows_match_the_official_readme():
         _, _, b, bs, rr, v, s, source = PAPER[pid]
         assert (b, bs, rr, v, s) == (base, base_speed, int(r), value, speed), pid
         assert re.search(r"README\.md:\d+", source), pid
+
+
+def test_video_evaluates_one_view_between_epochs_and_all_views_at_the_end():
+    from launch.tasks import get_task
+    cfg = resolve(os.path.join(REPO, "video/configs/vitl_k400.yaml"))
+    interim = get_task("video").interim_eval_config(cfg)
+    assert (interim.data.num_temporal_clips, interim.data.num_spatial_crops) == (1, 1)
+    assert (cfg.data.num_temporal_clips, cfg.data.num_spatial_crops) == (7, 3)  # untouched
+    assert get_task("video").repeated_views(cfg) == 2 and get_task("image").repeated_views(cfg) == 1
+
+
+def test_compare_gives_a_merge_trained_paper_number_only_to_the_run_trained_at_its_r(tmp_path):
+    rows = [{"r": 0, "acc1": 80.0, "throughput": 900.0}, {"r": 13, "acc1": 79.0, "throughput": 1500.0}]
+    runs = [_run(tmp_path, f"r{r}", {"task": "image", "paper": "deit_s16_tome",
+                                     "tome": {"r": r, "inflection": None}, "train": {"epochs": 300}}, rows)
+            for r in (8, 13)]
+    out = {(os.path.basename(r["run"]), r["r"]): r for r in compare.collect(runs)}
+    assert out[("r13", 13)]["paper_tome"] == 79.36
+    assert out[("r8", 13)]["paper_tome"] is None
