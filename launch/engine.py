@@ -97,7 +97,7 @@ def evaluate(model, task, cfg: Config, dataset, env) -> dict:
     scores, targets, index, skipped = [], [], [], 0
     for batch in loader:
         x = batch["input"].to(env.device)
-        with _autocast(env.device, cfg.eval.amp):
+        with _autocast(env.device, "none" if task.fp32_scores else cfg.eval.amp):
             out = model(x)
         scores.append(out.float())
         targets.append(batch["target"].to(env.device))

@@ -122,6 +122,8 @@ ROWS: list[Official] = [
              "#14 (AudioMAE engine_finetune_as.py:118 evaluates under fp16 autocast)", issue="14"),
     Official(AS2M, "mAP/AUC/d' ranked on fp32 logits", None, None, "#14", issue="14", pending="recipes-data",
              note="audio/metrics.py (recipes-data)"),
+    Official(AS2M, "audio scores computed in fp32 whatever the autocast", None, None, "#14", issue="14",
+             note="Task.fp32_scores (audio) in launch/engine.py evaluate; tests/test_recipes.py"),
     Official(AS20K, "effective batch (4 GPUs x 8)", "derived.effective_batch", 32, "AudioMAE ft_as.sh:38,50"),
     Official(AS20K, "peak lr", "derived.lr", 1.25e-4, "AudioMAE README.md:62 (blr 1e-3 x 32 / 256)"),
     Official(AS20K, "epochs", "train.epochs", 60, "AudioMAE ft_as.sh:48"),

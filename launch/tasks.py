@@ -23,6 +23,7 @@ class Task:
     model_schema: type = None      # dataclass for the `model:` section
     primary_metric: str = "acc1"   # what compare.py and "best" checkpoints rank by
     multilabel: bool = False       # targets are multi-hot (BCE) rather than class ids
+    fp32_scores: bool = False      # evaluation scores computed without autocast, whatever eval.amp
 
     def prepare(self, cfg) -> None:
         """Before submission: generate demo data if asked, check every path (ConfigError)."""

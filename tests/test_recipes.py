@@ -239,3 +239,31 @@ def test_compare_gives_a_merge_trained_paper_number_only_to_the_run_trained_at_i
     out = {(os.path.basename(r["run"]), r["r"]): r for r in compare.collect(runs)}
     assert out[("r13", 13)]["paper_tome"] == 79.36
     assert out[("r8", 13)]["paper_tome"] is None
+
+
+@pytest.mark.parametrize("fp32_scores, expected", [(True, torch.float32), (False, torch.bfloat16)])
+def test_evaluation_autocast_follows_eval_amp_unless_the_task_needs_fp32_scores(fp32_scores, expected):
+    from launch.engine import evaluate
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"input": torch.full((3,), float(i)), "target": torch.tensor(i % 2),
+                    "index": torch.tensor(i), "skipped": torch.tensor(0)}
+
+    seen = []
+
+    class Model(torch.nn.Linear):
+        def forward(self, x):
+            out = super().forward(x)
+            seen.append(out.dtype)
+            return out
+
+    task = SimpleNamespace(fp32_scores=fp32_scores, metrics=lambda s, t, i: {"n": len(s)})
+    cfg = SimpleNamespace(eval=SimpleNamespace(amp="bf16", batch_size=2),
+                          launch=SimpleNamespace(num_workers=0))
+    env = SimpleNamespace(rank=0, world_size=1, device=torch.device("cpu"))
+    assert evaluate(Model(3, 2), task, cfg, Data(), env)["n"] == 4
+    assert set(seen) == {expected}
