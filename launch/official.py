@@ -156,6 +156,12 @@ ROWS: list[Official] = [
                "data.crop_pct", 0.875, "ToMe examples/0_validation_timm.ipynb (transforms.Resize(int((256 / "
                "224) * input_size)), CenterCrop)", issue="9, 14")
       for m in ("s16", "b16", "l16", "l16_384")],
+    *[Official(f"image/configs/augreg_vit_{m}.yaml", "proportional attention on (off-the-shelf supervised)",
+               "tome.prop_attn", True, "ToMe tome/patch/timm.py:117 (default True)", issue="14")
+      for m in ("s16", "b16", "l16", "l16_384")],
+    *[Official(f"image/configs/swag_vit_{m}.yaml", "proportional attention on (off-the-shelf SWAG)",
+               "tome.prop_attn", True, "ToMe tome/patch/swag.py:138 (default True)", issue="14")
+      for m in ("b16_384", "l16_512", "h14_518")],
     *[Official(f"image/configs/augreg_vit_{m}.yaml", "accuracy and throughput in fp32", "eval.amp", "none",
                "ToMe README.md:59 (V100), paper: fp32 throughput except Fig. 2")
       for m in ("s16", "b16", "l16", "l16_384")],

@@ -99,15 +99,17 @@ def test_print_touches_no_data(tmp_path):
     assert not root.exists()
 
 
-@pytest.mark.parametrize("path", ["image/configs/mae_vit_l16_offshelf.yaml",
-                                  "video/configs/vitl_k400_offshelf.yaml",
-                                  "audio/configs/audiomae_offshelf.yaml",
-                                  "image/configs/ablation_base.yaml"])
-def test_print_shows_prop_attn_off_for_off_the_shelf_mae_family(path):
+@pytest.mark.parametrize("path, expected", [
+    ("image/configs/mae_vit_l16_offshelf.yaml", False), ("video/configs/vitl_k400_offshelf.yaml", False),
+    ("audio/configs/audiomae_offshelf.yaml", False), ("image/configs/ablation_base.yaml", False),
+    ("image/configs/augreg_vit_b16.yaml", True), ("image/configs/swag_vit_l16_512.yaml", True)])
+def test_print_shows_prop_attn_of_every_off_the_shelf_family(path, expected):
+    # ToMe: off for off-the-shelf MAE-family models (tome/patch/mae.py, README.md:115), on by
+    # default for timm and SWAG models (tome/patch/timm.py:117, swag.py:138)
     raw = yaml.safe_load(open(os.path.join(REPO, path)))
     overrides = [] if "name" in raw else ["name=x"]
     for doc in _print(os.path.join(REPO, path), *overrides):
-        assert doc["tome"]["prop_attn"] is False
+        assert doc["tome"]["prop_attn"] is expected
 
 
 # ------------------------------------------------------------------ official values
