@@ -195,6 +195,8 @@ ROWS: list[Official] = [
                  note="image/transforms.py family deit: 0.875"),
         Official(cfg, "proportional attention on (merge-trained DeiT)", "tome.prop_attn", True,
                  "ToMe README.md:70"),
+        Official(cfg, "reported accuracy of the model itself, not its EMA", "eval.use_ema", False,
+                 "deit main.py:447 (evaluate(data_loader_val, model)); the EMA (main.py:49-52) is only saved"),
     )],
 
     # ---- image: MAE fine-tuning with merging (#14)
