@@ -54,6 +54,7 @@ class AudioTask(Task):
     model_schema = AudioModel
     primary_metric = "map"
     multilabel = True
+    fp32_scores = True   # mAP / AUC / d' rank the scores: bf16 ties them (#14), so never autocast
 
     def prepare(self, cfg) -> None:
         d = cfg.data

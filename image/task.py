@@ -25,6 +25,7 @@ class ImageData:
     rand_augment: Optional[str] = "rand-m9-mstd0.5-inc1"
     re_prob: float = 0.25
     train_scale: list = field(default_factory=lambda: [0.08, 1.0])  # random-resized-crop area
+    repeated_aug: int = 1                # DeiT RASampler copies per image (deit main.py: 3)
     demo: bool = False                   # generate the synthetic demo set into root if missing
     demo_classes: int = 8
     demo_train_per_class: int = 60
@@ -39,6 +40,7 @@ class ImageModel:
     num_classes: int = 1000
     drop_path: float = 0.1
     kwargs: dict = field(default_factory=dict)  # extra constructor arguments (depth=..., ...)
+    init: str = "timm"                   # from-scratch init: timm (1.0) | deit (timm 0.3.2, image/init.py)
 
 
 class ImageTask(Task):
@@ -61,6 +63,11 @@ class ImageTask(Task):
                 raise ConfigError(f"data split folder {os.path.join(d.root, split)!r} does not exist "
                                   f"(data.root={d.root!r}, expected <root>/{split}/<class>/<image>)")
         check_checkpoint(cfg.model.checkpoint, cfg, self)
+        from image.init import INITS
+        if cfg.model.init not in INITS:
+            raise ConfigError(f"model.init must be one of {', '.join(INITS)}, got {cfg.model.init!r}")
+        if d.repeated_aug < 1:
+            raise ConfigError(f"data.repeated_aug must be >= 1, got {d.repeated_aug}")
 
     def load_checkpoint(self, model, source, check_only: bool = False):
         from image.checkpoints import load_image_checkpoint
@@ -80,9 +87,14 @@ class ImageTask(Task):
 
     def build_model(self, cfg):
         from image.models import build_image_model
+        from image.init import apply_init
         m = cfg.model
-        return build_image_model(m.name, num_classes=m.num_classes, img_size=cfg.data.img_size,
-                                 drop_path=m.drop_path, checkpoint=m.checkpoint, **m.kwargs)
+        model = build_image_model(m.name, num_classes=m.num_classes, img_size=cfg.data.img_size,
+                                  drop_path=m.drop_path, checkpoint=m.checkpoint, **m.kwargs)
+        return apply_init(model, m.init, m.checkpoint)
+
+    def sampler_repeats(self, cfg) -> int:
+        return cfg.data.repeated_aug
 
     def patch(self, model, cfg):
         t = cfg.tome

@@ -26,7 +26,8 @@ from launch.runlog import read_jsonl  # noqa: E402
 METRICS = ("acc1", "acc5", "map", "mauc", "view_acc1")
 COLUMNS = ["run", "task", "model", "train_r", "r", "metric", "value", "throughput", "speedup",
            "gflops", "tokens_out", "skipped_files", "train_s", "train_speedup", "paper_base",
-           "paper_tome", "paper_speedup", "paper_source"]
+           "paper_tome", "paper_speedup", "note", "paper_source"]
+NOTE_MERGE_OFF = "ToMe-trained model with merging off, not the paper's baseline (trained without merging)"
 
 
 def find_runs(paths) -> list[str]:
@@ -53,7 +54,10 @@ def collect(paths) -> list[dict]:
         train_s = sum(e.get("epoch_seconds", 0.0) for e in epochs) if epochs else None
         base = next((r.get("throughput") for r in results if r["r"] == 0), None)
         paper = paper_row(cfg["paper"]) if cfg.get("paper") in ROWS else None
+        tome_cfg = cfg.get("tome") or {}
+        train_r = tome_cfg.get("r", 0) if (cfg.get("train") or {}).get("epochs", 0) else 0
         for res in results:
+            matched = _paper_matches(paper, res["r"], train_r, tome_cfg.get("inflection"))
             metric = next((m for m in METRICS if m in res), None)
             speed = res.get("throughput")
             rows.append({
@@ -64,12 +68,32 @@ def collect(paths) -> list[dict]:
                 "tokens_out": res.get("tokens_out"), "skipped_files": res.get("skipped_files", 0),
                 "train_s": train_s, "train_speedup": None, "epochs": len(epochs),
                 "paper_base": paper["base"] if paper else None,
-                "paper_tome": paper["tome"] if paper and res["r"] == paper["r"] else None,
-                "paper_speedup": paper["speedup"] if paper and res["r"] == paper["r"] else None,
+                "paper_tome": paper["tome"] if matched else None,
+                "paper_speedup": paper["speedup"] if matched else None,
+                "note": NOTE_MERGE_OFF if res["r"] == 0 and train_r not in (0, None, "") else "",
                 "paper_source": paper["source"] if paper else "",
             })
     _training_speedups(rows)
     return rows
+
+
+def _paper_matches(paper, r, train_r, inflection) -> bool:
+    """Whether the paper's ToMe numbers belong beside the row evaluated at ``r``.
+
+    The published rows are constant-r schedules: a run with a decreasing (or any ramped) schedule
+    gets none, and a run trained with merging at another r than the row's gets none. A row whose
+    r is not published (video, audio: ``r`` None) belongs to the r the run
+    was trained with, when it was trained with merging.
+    """
+    if paper is None or paper["tome"] is None and paper["speedup"] is None:
+        return False
+    if inflection is not None:
+        return False
+    if paper["r"] is None:
+        return bool(train_r) and r == train_r
+    if train_r and train_r != paper["r"]:  # a merge-trained row belongs to the model trained at its r
+        return False
+    return r == paper["r"]
 
 
 def _training_speedups(rows: list[dict]) -> None:
@@ -121,7 +145,8 @@ def plot(rows: list[dict], path: str) -> None:
         ax.plot(xs, ys, "o-", label=os.path.relpath(run, prefix) if prefix else run)
         for x, y, r in pts:
             ax.annotate(f"r={r}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
-    papers = {(r["paper_base"], r["paper_tome"], r["paper_speedup"]) for r in rows if r["paper_tome"]}
+    papers = {(r["paper_base"], r["paper_tome"], r["paper_speedup"]) for r in rows
+              if r["paper_tome"] is not None and r["paper_speedup"] is not None}
     for base, value, speed in papers:
         ax.plot([1.0, speed], [base, value], "k*--", alpha=0.6, label="paper")
     metric = next((r["metric"] for r in rows if r["metric"]), "metric")

@@ -56,6 +56,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 0               # also save every N steps (0: at epoch ends only)
     eval_every: int = 1                     # epochs between evaluations (0: only at the end)
+    lr_schedule: str = "half_cosine"        # half_cosine (MAE, per step) | timm_epoch_cosine (DeiT, per epoch)
+    warmup_lr: float = 0.0                  # lr at the start of warm-up (timm_epoch_cosine: DeiT --warmup-lr)
 
 
 @dataclass
@@ -66,6 +68,8 @@ class EvalConfig:
     throughput_iters: int = 10
     throughput_warmup: int = 3
     use_ema: bool = False
+    amp: str = "none"                       # evaluation and throughput precision: none (fp32) | bf16 | fp16
+    interim_views: str = "single"           # evaluations between epochs: single (one cheap view) | full
 
 
 @dataclass
@@ -102,6 +106,9 @@ SECTIONS = {"tome": ToMeConfig, "train": TrainConfig, "eval": EvalConfig, "slurm
             "launch": LaunchConfig}
 TOP_LEVEL = ("task", "name", "paper", "data", "model", "sweep", "stages", *SECTIONS)
 CLUSTERS = ("auto", "slurm", "local", "debug")
+AMP = ("none", "bf16", "fp16")
+LR_SCHEDULES = ("half_cosine", "timm_epoch_cosine")
+INTERIM_VIEWS = ("single", "full")
 
 
 # ---------------------------------------------------------------- loading and merging
@@ -313,7 +320,13 @@ def check_values(cfg: Config) -> None:
         (t.epochs >= 0, f"train.epochs must be >= 0, got {t.epochs}"),
         (t.batch_size > 0, f"train.batch_size must be positive, got {t.batch_size}"),
         (t.accum_steps > 0, f"train.accum_steps must be positive, got {t.accum_steps}"),
-        (t.amp in ("none", "bf16", "fp16"), f"train.amp must be none, bf16 or fp16, got {t.amp!r}"),
+        (t.amp in AMP, f"train.amp must be none, bf16 or fp16, got {t.amp!r}"),
+        (cfg.eval.amp in AMP, f"eval.amp must be none, bf16 or fp16, got {cfg.eval.amp!r}"),
+        (t.lr_schedule in LR_SCHEDULES,
+         f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {t.lr_schedule!r}"),
+        (t.warmup_lr >= 0, f"train.warmup_lr must be >= 0, got {t.warmup_lr}"),
+        (cfg.eval.interim_views in INTERIM_VIEWS,
+         f"eval.interim_views must be one of {', '.join(INTERIM_VIEWS)}, got {cfg.eval.interim_views!r}"),
         (0 < t.layer_decay <= 1, f"train.layer_decay must be in (0, 1], got {t.layer_decay}"),
         (0 <= t.label_smoothing < 1, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}"),
         (t.mixup >= 0 and t.cutmix >= 0, f"train.mixup/cutmix must be >= 0, got {t.mixup}/{t.cutmix}"),

@@ -28,7 +28,10 @@ from . import distributed
 from .config import Config, schedule
 from .data import EpochSampler, SeededDataset, step_seed
 from .mixup import Mixup
-from .optim import build_optimizer, lr_at, set_lr
+from .lr_schedule import lr_at_step
+from .optim import build_optimizer, set_lr
+from .ra_sampler import train_sampler
+from . import steps as batch_math
 from .runlog import RunLog, fmt, previous_results
 from .tasks import get_task
 from .timing import median_seconds
@@ -95,7 +98,7 @@ def evaluate(model, task, cfg: Config, dataset, env) -> dict:
     scores, targets, index, skipped = [], [], [], 0
     for batch in loader:
         x = batch["input"].to(env.device)
-        with _autocast(env.device, cfg.train.amp):
+        with _autocast(env.device, "none" if task.fp32_scores else cfg.eval.amp):
             out = model(x)
         scores.append(out.float())
         targets.append(batch["target"].to(env.device))
@@ -117,7 +120,7 @@ def measure_throughput(model, shape, cfg: Config, device) -> dict:
     x = torch.randn(cfg.eval.throughput_batch, *shape, device=device)
 
     def forward():
-        with _autocast(device, cfg.train.amp):
+        with _autocast(device, cfg.eval.amp):
             model(x)
     seconds = median_seconds(forward, cfg.eval.throughput_iters, cfg.eval.throughput_warmup, device)
     with tome.trace() as t:
@@ -136,16 +139,17 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
     """Fine-tune with merging at ``tome.r``; returns the (possibly EMA) evaluation weights."""
     t = cfg.train
     train_set = task.build_dataset(cfg, train=True)
-    val_set = task.build_dataset(cfg, train=False)
+    interim_cfg = task.interim_eval_config(cfg) if cfg.eval.interim_views == "single" else cfg
+    val_set = task.build_dataset(interim_cfg, train=False)  # between epochs; the sweep uses cfg
     weights, epoch_samples = task.train_sampling(train_set, cfg)
-    sampler = EpochSampler(len(train_set), env.rank, env.world_size, t.seed, weights=weights,
-                           num_samples=epoch_samples)
+    sampler = train_sampler(len(train_set), env.rank, env.world_size, t.seed, weights,
+                            epoch_samples, task.sampler_repeats(cfg))
     steps_per_epoch = len(sampler) // t.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"train.batch_size {t.batch_size} x {env.world_size} processes exceeds the "
                          f"{len(train_set)} training samples")
-    eff_batch = t.batch_size * t.accum_steps * env.world_size
-    base_lr = t.lr if t.lr is not None else t.blr * eff_batch / 256
+    eff_batch = batch_math.effective_batch(t, env.world_size, task.repeated_views(cfg))
+    base_lr = batch_math.peak_lr(t, eff_batch)
     optimizer = build_optimizer(model, t, _num_layers(model), base_lr)
     scaler = torch.amp.GradScaler(env.device.type, enabled=t.amp == "fp16" and env.device.type == "cuda")
     ema = EMA(model, t.ema_decay) if t.ema else None
@@ -191,7 +195,7 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
             mixup = Mixup(t.mixup, t.cutmix, t.mixup_prob, t.mixup_switch_prob, t.label_smoothing,
                           task.num_classes(cfg), task.multilabel,
                           np.random.default_rng(step_seed(t.seed, epoch, i, env.rank)))
-            lr = lr_at(epoch + i / steps_per_epoch, base_lr, t.min_lr, t.warmup_epochs, t.epochs)
+            lr = lr_at_step(t, epoch, i, steps_per_epoch, base_lr)
             set_lr(optimizer, lr)
             x, y = _flatten_views(batch["input"].to(env.device), batch["target"].to(env.device),
                                   sample_dims)
@@ -203,7 +207,7 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
                     loss = _loss(task, net(x), soft)
                 if not math.isfinite(loss.item()):
                     raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {i}")
-                scaler.scale(loss / t.accum_steps).backward()
+                scaler.scale(loss / batch_math.accum_window(i, steps_per_epoch, t.accum_steps)).backward()
             if last_micro:
                 if t.clip_grad is not None:
                     scaler.unscale_(optimizer)
@@ -232,7 +236,7 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
         done = epoch + 1 == t.epochs
         if (t.eval_every and (epoch + 1) % t.eval_every == 0) or done:
             eval_model = _with_weights(model, ema, cfg.eval.use_ema)
-            metrics = evaluate(eval_model, task, cfg, val_set, env)
+            metrics = evaluate(eval_model, task, interim_cfg, val_set, env)
             if eval_model is not model:
                 del eval_model
             record.update({f"eval_{k}": v for k, v in metrics.items()})
@@ -282,7 +286,7 @@ def evaluate_sweep(model, task, cfg: Config, env, log: RunLog) -> list:
             row = {"r": r, "inflection": cfg.tome.inflection, **metrics,
                    "throughput": speed.get("throughput"), "gflops": model_gflops(model, tokens_in, tokens),
                    "tokens_in": tokens_in, "tokens_out": tokens[-1], "device": str(env.device),
-                   "amp": cfg.train.amp, "batch": cfg.eval.throughput_batch}
+                   "amp": cfg.eval.amp, "batch": cfg.eval.throughput_batch}
             rows.append(row)
             log.jsonl("results.jsonl", row)
             step = r if isinstance(r, int) else sum(r)

@@ -1,9 +1,10 @@
-"""AdamW with layer-wise lr decay (BEiT/MAE recipe) and a per-step cosine schedule with warm-up."""
+"""AdamW with layer-wise lr decay (BEiT/MAE recipe); lr schedules (lr_schedule.py): MAE's per-step
+half-cosine with warm-up, and DeiT's per-epoch timm cosine (``train.lr_schedule``)."""
 from __future__ import annotations
 
-import math
-
 import torch
+
+from .lr_schedule import half_cosine, lr_at_step, timm_epoch_cosine  # noqa: F401  (the options)
 
 # Parameters of these names (and every 1-d tensor: biases, norms) get no weight decay.
 NO_DECAY = ("cls_token", "dist_token", "reg_token", "pos_embed", "pos_embed_spatial",
@@ -48,11 +49,9 @@ def build_optimizer(model, cfg_train, num_layers: int, lr: float) -> torch.optim
 
 
 def lr_at(epoch_float: float, base_lr: float, min_lr: float, warmup: float, epochs: int) -> float:
-    """Linear warm-up then half-cycle cosine to min_lr, evaluated at a fractional epoch."""
-    if epoch_float < warmup:
-        return base_lr * epoch_float / warmup
-    progress = (epoch_float - warmup) / max(epochs - warmup, 1e-8)
-    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    """Linear warm-up then half-cycle cosine to min_lr, evaluated at a fractional epoch (MAE).
+    The DeiT per-epoch schedule and the dispatch on ``train.lr_schedule`` are in lr_schedule.py."""
+    return half_cosine(epoch_float, base_lr, min_lr, warmup, epochs)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -4,6 +4,7 @@
     python launch/submit.py image/configs/demo.yaml train.epochs=2          # overrides
     python launch/submit.py CONFIG --cluster debug                          # in this process
     python launch/submit.py CONFIG --dry-run                                # validate and list runs
+    python launch/submit.py CONFIG --print                                  # resolved YAML + derived:
 
 Every run of the config (stages x sweep values) is validated, and its data prepared, before the
 first job is submitted. On SLURM the command prints job ids and log paths and returns (stages are
@@ -143,9 +144,15 @@ def main(argv=None) -> int:
     parser.add_argument("--cluster", choices=["auto", "slurm", "local", "debug"],
                         help="override launch.cluster")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs only")
+    parser.add_argument("--print", action="store_true", dest="print_config",
+                        help="print every run's resolved config as YAML (with derived:), touch no data")
     parser.add_argument("--no-compare", action="store_true", help="skip the comparison report")
     args = parser.parse_intermixed_args(argv)
     try:
+        if args.print_config:
+            from launch.resolved import resolved_yaml
+            print(resolved_yaml(args.config, args.overrides), end="")
+            return 0
         submit(args.config, args.overrides, args.cluster, args.dry_run, not args.no_compare)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)

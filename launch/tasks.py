@@ -23,6 +23,7 @@ class Task:
     model_schema: type = None      # dataclass for the `model:` section
     primary_metric: str = "acc1"   # what compare.py and "best" checkpoints rank by
     multilabel: bool = False       # targets are multi-hot (BCE) rather than class ids
+    fp32_scores: bool = False      # evaluation scores computed without autocast, whatever eval.amp
 
     def prepare(self, cfg) -> None:
         """Before submission: generate demo data if asked, check every path (ConfigError)."""
@@ -48,6 +49,20 @@ class Task:
     def input_shape(self, cfg) -> tuple:
         """Shape of one input sample (without batch), used for throughput and FLOPs."""
         raise NotImplementedError
+
+    def repeated_views(self, cfg) -> int:
+        """Augmented views of one sample inside one training item (MAE-ST ``repeat_aug``): the
+        effective batch, and so the lr, counts each of them."""
+        return 1
+
+    def sampler_repeats(self, cfg) -> int:
+        """DeiT repeated augmentation: copies of each sample the training sampler deals out."""
+        return 1
+
+    def interim_eval_config(self, cfg):
+        """The config of the evaluations between epochs (``eval.interim_views``): the task may
+        return a cheaper one (video: a single view per video); the final evaluation uses ``cfg``."""
+        return cfg
 
     def train_sampling(self, dataset, cfg) -> tuple:
         """(per-sample weights or None, samples per epoch or None): weights switch the engine's

@@ -107,6 +107,16 @@ class VideoTask(Task):
     def input_shape(self, cfg) -> tuple:
         return (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
 
+    def repeated_views(self, cfg) -> int:
+        return cfg.data.repeat_aug  # MAE-ST main_finetune.py:457-458 counts them in the batch
+
+    def interim_eval_config(self, cfg):
+        """Between epochs: one temporal clip x one spatial crop per video (the full
+        num_temporal_clips x num_spatial_crops views are evaluated at the end)."""
+        import dataclasses
+        data = dataclasses.replace(cfg.data, num_temporal_clips=1, num_spatial_crops=1)
+        return dataclasses.replace(cfg, data=data)
+
     def paint(self, x, source, model, path: str) -> str:
         from launch.vis import to_uint8
         from tome.spatiotemporal import paint_video, save_video_groups, video_groups
