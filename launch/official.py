@@ -4,8 +4,7 @@ One row per (config, recipe item). ``key`` is where the value lives in the resol
 dotted config path, ``derived.<name>`` (what ``submit.py --print`` derives: ``world_size``,
 ``repeated_views``, ``effective_batch``, ``lr``), or ``sweep:<dotted key>`` for a sweep's value
 list. Rows whose value lives in code rather than in a config (``key`` None) name where it is
-implemented and tested. Rows marked ``pending`` name a config key that another branch adds: their
-check switches on once that key exists in the config schema.
+implemented and tested.
 
 Sources are repositories read at these commits (file:line): facebookresearch/mae efb2a80,
 mae_st c5dec1b, AudioMAE bd60e29, deit 7e160fe, ToMe af95e4b, SlowFast (PySlowFast) HEAD of the
@@ -26,7 +25,6 @@ class Official:
     value: Any                     # the official value
     source: str                    # file:line or table
     issue: str = "9"               # the issue that asked for it
-    pending: Optional[str] = None  # branch that adds the config key, while it is missing
     note: str = ""
 
 
@@ -65,21 +63,21 @@ ROWS: list[Official] = [
     Official(K400, "training precision fp32", "train.amp", "none",
              f"{MAE_ST} --fp32; main_finetune.py:290-293"),
     Official(K400, "evaluation precision fp32", "eval.amp", "none", f"{MAE_ST} --fp32"),
-    Official(K400, "random erasing probability", "data.re_prob", 0.25,
-             "mae_st main_finetune.py:155-160 (--reprob 0.25)", pending="recipes-data"),
-    Official(K400, "random erasing mode", "data.re_mode", "pixel",
-             "mae_st main_finetune.py:162-165 (--remode pixel)", pending="recipes-data"),
+    Official(K400, "random erasing probability", "data.random_erase", 0.25,
+             "mae_st main_finetune.py:155-160 (--reprob 0.25)"),
+    Official(K400, "random erasing mode", "data.random_erase_mode", "pixel",
+             "mae_st main_finetune.py:162-165 (--remode pixel)"),
     Official(K400, "test views: temporal clips (published MAE-ST numbers)", "data.num_temporal_clips", 7,
              "PySlowFast projects/mae/README.md:19 ('598 x 3 x 7', ViT-L 84.8); mae_st main_test.py:"
              "188-189 uses 10 x 3", issue="14"),
     Official(K400, "test views: spatial crops", "data.num_spatial_crops", 3,
              "PySlowFast projects/mae/README.md:18-20; mae_st util/kinetics.py:45", issue="14"),
     Official(K400, "test clip: 64-frame span, floored start, linspace indices", None, None,
-             "mae_st util/decoder/decoder.py, util/kinetics.py", pending="recipes-data",
-             note="video/transforms.py (recipes-data)"),
+             "mae_st util/decoder/decoder.py, util/kinetics.py",
+             note="video/transforms.py clip_indices; tests/video/test_video_data.py"),
     Official(K400, "test crop offset: ceiling of half the margin", None, None,
-             "mae_st util/decoder/transform.py", pending="recipes-data",
-             note="video/transforms.py (recipes-data)"),
+             "mae_st util/decoder/transform.py",
+             note="video/transforms.py; tests/video/test_video_data.py"),
     Official(K400, "cheap single view between epochs, 7 x 3 at the end", "eval.interim_views", "single",
              "#9 (eval_every 1 evaluated all 7 x 3 views every epoch)",
              note="engine: Task.interim_eval_config; tests/test_recipes.py"),
@@ -103,8 +101,10 @@ ROWS: list[Official] = [
     Official(AS2M, "class-balanced weighted sampler", "data.weighted_sampler", True,
              "AudioMAE submit_ft_mask_bal.sh:57"),
     Official(AS2M, "samples per epoch", "data.epoch_samples", 200000, "AudioMAE main_finetune_as.py:184"),
-    Official(AS2M, "weighted sampler draws without replacement", "data.replacement", False,
-             "AudioMAE submit_ft_mask_bal.sh:58", pending="recipes-data"),
+    Official(AS2M, "weighted sampler draws with replacement (the script's --replacement False is "
+             "argparse type=bool, so True)", None, None,
+             "AudioMAE main_finetune_as.py:186,303; submit_ft_mask_bal.sh:58",
+             note="launch/data.py EpochSampler; tests/audio/test_audio_data.py"),
     Official(AS2M, "time token masking", "model.mask_t_prob", 0.2, "AudioMAE README.md:40"),
     Official(AS2M, "frequency token masking", "model.mask_f_prob", 0.2, "AudioMAE README.md:40"),
     Official(AS2M, "weight decay", "train.weight_decay", 5e-4, "AudioMAE main_finetune_as.py:68"),
@@ -113,20 +113,20 @@ ROWS: list[Official] = [
     Official(AS2M, "SpecAugment time mask", "data.time_mask", 192, "AudioMAE main_finetune_as.py:257"),
     Official(AS2M, "batch mixup off (Audio-MAE mixes waveforms)", "train.mixup", 0.0,
              "AudioMAE main_finetune_as.py:258 (mixup goes to the dataset, dataset.py)"),
-    Official(AS2M, "waveform mixup probability, lambda ~ Beta(10, 10)", "data.mixup", 0.5,
-             "AudioMAE main_finetune_as.py:103,258; dataset.py", pending="recipes-data"),
+    Official(AS2M, "waveform mixup probability, lambda ~ Beta(10, 10)", "data.wave_mixup", 0.5,
+             "AudioMAE main_finetune_as.py:103,258; dataset.py"),
     Official(AS2M, "roll augmentation on (gain only: the shift is always 0)", "data.roll", True,
              "AudioMAE submit_ft_mask_bal.sh:51, ft_as.sh:47; dataset.py randint(len(waveform))",
-             issue="9, 14", note="gain-only behaviour: audio/data.py (recipes-data)"),
+             issue="9, 14", note="gain-only behaviour: audio/data.py; tests/audio/test_audio_data.py"),
     Official(AS2M, "training precision fp16 + gradient scaler", "train.amp", "fp16",
              "AudioMAE engine_finetune_as.py:54 (autocast), main_finetune_as.py NativeScaler", issue="14"),
     Official(AS2M, "evaluation scores in fp32", "eval.amp", "none",
              "#14 (AudioMAE engine_finetune_as.py:118 evaluates under fp16 autocast)", issue="14"),
-    Official(AS2M, "mAP/AUC/d' ranked on fp32 logits", None, None, "#14", issue="14", pending="recipes-data",
-             note="audio/metrics.py (recipes-data)"),
+    Official(AS2M, "mAP/AUC/d' ranked on fp32 logits", None, None, "#14", issue="14",
+             note="audio/metrics.py; tests/audio/test_audio_metrics.py"),
     Official(AS2M, "head initialised trunc_normal std 2e-5 (no head in the pretrained checkpoint)", None, None,
-             "AudioMAE main_finetune_as.py:406", issue="14", pending="weights",
-             note="one checkpoint loader (weights, #11)"),
+             "AudioMAE main_finetune_as.py:406", issue="14",
+             note="launch/state_dict.py (Family.head_init_std); tests/test_state_dict.py"),
     Official(AS2M, "paper row: abstract-level numbers (the audio table is not readable here)", "paper",
              "audiomae_vit_b_as2m", "AudioMAE README.md:42; ToMe abstract", note="launch/paper.py"),
     Official(AS2M, "audio scores computed in fp32 whatever the autocast", None, None, "#14", issue="14",
@@ -219,7 +219,7 @@ ROWS: list[Official] = [
         Official(cfg, "no gradient clipping", "train.clip_grad", None, "mae main_finetune.py:61"),
         Official(cfg, "proportional attention on (merge-trained)", "tome.prop_attn", True, "ToMe README.md:115"),
         Official(cfg, "head initialised trunc_normal std 2e-5", None, None, "mae main_finetune.py:257",
-                 issue="14", pending="weights", note="one checkpoint loader (weights, #11)"),
+                 issue="14", note="launch/state_dict.py (Family.head_init_std); tests/test_state_dict.py"),
     )],
 
     # ---- engine and launcher (#9)
@@ -236,11 +236,11 @@ ROWS: list[Official] = [
 
     # ---- missing paper rows (#9)
     Official("image/configs/ablation_distance.yaml", "Table 1 distance axis", "sweep:tome.distance",
-             ["cosine", "euclidean", "dot"], "ToMe paper Table 1", pending=None,
-             note="option implemented by recipes-data in tome/"),
+             ["cosine", "euclidean", "dot"], "ToMe paper Table 1",
+             note="tome/distance.py; tests/test_matching.py"),
     Official("image/configs/ablation_matching.yaml", "Table 2 matching algorithms", "sweep:tome.matching",
              ["bipartite", "random", "kmeans", "greedy", "random_prune"], "ToMe paper Table 2",
-             note="kmeans/greedy/random_prune implemented by recipes-data in tome/"),
+             note="tome/matching.py; tests/test_matching.py"),
     Official("image/configs/deit_s16_tome_sweep.yaml", "Table 4 DeiT-S at several r", "sweep:tome.r",
              [0, 8, 11, 13, 16], "ToMe README.md:74 (r=13 only)",
              note="other r of Table 4 not read from the paper here"),
