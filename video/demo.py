@@ -18,6 +18,7 @@ from launch.errors import ConfigError
 # The first four classes survive horizontal flips, so the default 4-class set trains with the usual
 # flip augmentation; move_left/move_right (classes 5 and 6) need the dataset's hflip=False.
 CLASSES = ("move_up", "move_down", "grow", "shrink", "move_left", "move_right")
+RADIUS = (0.05, 0.2)  # the actor's radius range, in units of min(height, width), for every class
 
 
 def _shape_mask(yy, xx, cy, cx, r, disc: bool) -> np.ndarray:
@@ -58,11 +59,15 @@ def _render(rng: np.random.Generator, label: int, frames: int, h: int, w: int) -
 
     # Every class starts at a uniformly random position (and, for size changes, a random phase of a
     # repeating ramp), so the first frame, like any single frame, carries no label information.
+    # The actor's radius in any one frame is uniform on [RADIUS[0], RADIUS[1]] * unit for every
+    # class: constant for moves, and for size changes a ramp over the whole range at a uniformly
+    # random phase (so each frame's radius is uniform too).
     name = CLASSES[label]
     cy = rng.uniform(0, h) + rng.uniform(-0.15, 0.15) * t
     cx = rng.uniform(0, w) + rng.uniform(-0.15, 0.15) * t
+    small, big = RADIUS[0] * unit, RADIUS[1] * unit
     if name.startswith("move"):
-        r = np.full(frames, rng.uniform(0.08, 0.14) * unit)
+        r = np.full(frames, rng.uniform(small, big))
         horizontal = name in ("move_right", "move_left")
         sign = 1.0 if name in ("move_right", "move_down") else -1.0
         step = sign * rng.uniform(0.5, 0.8) * (w if horizontal else h) / (frames - 1)
@@ -71,7 +76,6 @@ def _render(rng: np.random.Generator, label: int, frames: int, h: int, w: int) -
         else:
             cy = cy[0] + step * t
     else:
-        small, big = rng.uniform(0.03, 0.06) * unit, rng.uniform(0.18, 0.24) * unit
         ramp = (rng.uniform(0, 1) + t / (rng.uniform(1.0, 1.6) * frames)) % 1.0
         r = small + (big - small) * (ramp if name == "grow" else 1.0 - ramp)
     video[_shape_mask(yy, xx, cy, cx, r, bool(rng.integers(2)))] = _colour(rng, 190, 256)
