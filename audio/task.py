@@ -60,8 +60,7 @@ class AudioTask(Task):
             if not d.root:
                 raise ConfigError("data.root is empty; the demo needs a folder to write audio into")
             from audio.data import write_demo_audio
-            if not (d.train_list and os.path.isfile(d.train_list)):
-                write_demo_audio(d.root, num_classes=d.demo_classes, clips=d.demo_clips)
+            write_demo_audio(d.root, num_classes=d.demo_classes, clips=d.demo_clips)  # when changed
         if not os.path.isdir(d.root):
             raise ConfigError(f"data.root {d.root!r} is not a directory of audio files")
         from audio.data import load_audio_list

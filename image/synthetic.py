@@ -251,7 +251,7 @@ def _write_images(root: Path, meta: dict, image_format: str, seed: int) -> None:
             out.mkdir(parents=True, exist_ok=True)
             for i in range(per_class):
                 rng = np.random.default_rng([seed, split_id, c, i])
-                img = render_sample(CLASSES[c], size, rng)
+                img = render_sample(CLASSES[c], meta["size"], rng)
                 img.save(out / f"{i:05d}.{ext}", formats[image_format],
                          **({"quality": 95} if image_format == "jpeg" else {}))
 

@@ -14,10 +14,12 @@ import av
 import numpy as np
 
 from launch.errors import ConfigError
+from launch.generated import regenerate
 
 # The first four classes survive horizontal flips, so the default 4-class set trains with the usual
 # flip augmentation; move_left/move_right (classes 5 and 6) need the dataset's hflip=False.
 CLASSES = ("move_up", "move_down", "grow", "shrink", "move_left", "move_right")
+GENERATOR_VERSION = 2  # bumped whenever the frames change, so old demo folders are rewritten
 RADIUS = (0.05, 0.2)  # the actor's radius range, in units of min(height, width), for every class
 
 
@@ -109,7 +111,8 @@ def write_demo_videos(root, num_classes: int = 4, videos_per_class: Union[int, S
     ``classes.txt``; return the two list paths.
 
     ``videos_per_class``: (train, val) counts, or one int for both. ``size``: (height, width) or
-    one int; even numbers (yuv420p). The same seed gives the same frames.
+    one int; even numbers (yuv420p). The same seed gives the same frames. Rewritten only when the
+    settings (or the generator) change (launch/generated.py).
     """
     if not isinstance(num_classes, int) or not 2 <= num_classes <= len(CLASSES):
         raise ConfigError(f"demo num_classes={num_classes!r} must be an integer in 2..{len(CLASSES)}")
@@ -123,11 +126,19 @@ def write_demo_videos(root, num_classes: int = 4, videos_per_class: Union[int, S
     if frames < 2:
         raise ConfigError(f"demo frames={frames!r} must be at least 2")
     root = Path(root)
+    settings = {"generator": GENERATOR_VERSION, "num_classes": num_classes, "videos_per_class": counts,
+                "frames": frames, "size": [h, w], "fps": fps, "seed": seed}
+    regenerate(root, settings, ("videos", "train.csv", "val.csv", "classes.txt"),
+               lambda: _write_all(root, num_classes, counts, frames, h, w, fps, seed), "write_demo_videos",
+               ours=r"videos/(train|val)/[a-z_]+_\d{3}\.mp4|(train|val)\.csv|classes\.txt")
+    return root / "train.csv", root / "val.csv"
+
+
+def _write_all(root: Path, num_classes, counts, frames, h, w, fps, seed) -> None:
     codec = _codec()
     rng = np.random.default_rng(seed)
     (root / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text("\n".join(CLASSES[:num_classes]) + "\n")
-    lists = []
     for split, count in zip(("train", "val"), counts):
         folder = root / "videos" / split
         folder.mkdir(parents=True, exist_ok=True)
@@ -137,6 +148,4 @@ def write_demo_videos(root, num_classes: int = 4, videos_per_class: Union[int, S
                 rel = Path("videos") / split / f"{CLASSES[label]}_{i:03d}.mp4"
                 _write_mp4(root / rel, _render(rng, label, frames, h, w), fps, codec)
                 lines.append(f"{rel.as_posix()} {label}")
-        lists.append(root / f"{split}.csv")
-        lists[-1].write_text("\n".join(lines) + "\n")
-    return lists[0], lists[1]
+        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
