@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
 from launch.errors import ConfigError
+from launch.generated import regenerate
 
 from .features import SAMPLE_RATE
 from .lists import LABEL_CSV_NAME
@@ -107,6 +109,8 @@ def _rumble(rng, n):
     return out / (np.abs(out).max() + 1e-9)
 
 
+GENERATOR_VERSION = 1  # bumped whenever the clips change, so old demo folders are rewritten
+
 CLASSES = (
     ("low_tone", "Low tone", _low_tone),
     ("high_tone", "High tone", _high_tone),
@@ -137,7 +141,8 @@ def write_demo_audio(root, num_classes: int = 8, clips: int = 240, seconds: floa
                      seed: int = 0) -> tuple[Path, Path, Path]:
     """Write ``clips`` WAVs (the last quarter for validation) and return (train_json, val_json,
     label_csv). Layout: ROOT/audio/{split}_{i:04d}.wav, ROOT/train.json, ROOT/val.json,
-    ROOT/class_labels_indices.csv; label mids are ``/demo/<name>``. Same seed, same bytes."""
+    ROOT/class_labels_indices.csv; label mids are ``/demo/<name>``. Same seed, same bytes.
+    Rewritten only when the settings (or the generator) change (launch/generated.py)."""
     if not 2 <= num_classes <= len(CLASSES):
         raise ConfigError(f"num_classes={num_classes}; the demo has 2..{len(CLASSES)} classes")
     if clips < 2:
@@ -145,6 +150,16 @@ def write_demo_audio(root, num_classes: int = 8, clips: int = 240, seconds: floa
     if not 0.05 <= seconds <= 60:
         raise ConfigError(f"seconds={seconds}; valid range is 0.05..60")
     root = Path(root)
+    settings = {"generator": GENERATOR_VERSION, "num_classes": num_classes, "clips": clips,
+                "seconds": seconds, "seed": seed}
+    label_csv = root / LABEL_CSV_NAME
+    regenerate(root, settings, ("audio", "train.json", "val.json", LABEL_CSV_NAME),
+               lambda: _write_all(root, num_classes, clips, seconds, seed), "write_demo_audio",
+               ours=r"audio/(train|val)_\d{4}\.wav|(train|val)\.json|" + re.escape(LABEL_CSV_NAME))
+    return root / "train.json", root / "val.json", label_csv
+
+
+def _write_all(root: Path, num_classes: int, clips: int, seconds: float, seed: int) -> None:
     (root / "audio").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     n = int(round(seconds * SAMPLE_RATE))
@@ -163,9 +178,5 @@ def write_demo_audio(root, num_classes: int = 8, clips: int = 240, seconds: floa
         writer.writerow(["index", "mid", "display_name"])
         for k in range(num_classes):
             writer.writerow([k, f"/demo/{CLASSES[k][0]}", CLASSES[k][1]])
-    paths = []
     for split, entries in splits.items():
-        path = root / f"{split}.json"
-        path.write_text(json.dumps({"data": entries}, indent=1))
-        paths.append(path)
-    return paths[0], paths[1], label_csv
+        (root / f"{split}.json").write_text(json.dumps({"data": entries}, indent=1))

@@ -12,9 +12,7 @@ two of them (ring, circle).
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import Tuple
@@ -23,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from launch.errors import ConfigError
+from launch.generated import META_FILE, regenerate  # noqa: F401  (META_FILE: the settings file)
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "star")
 TEXTURES = ("hstripes", "vstripes", "checker", "dots", "grid", "noise")
@@ -30,7 +29,6 @@ CLASSES = ("hstripes", "vstripes", "checker", "dots", "grid", "noise", "ring", "
            "square", "triangle", "cross", "star")
 DEFAULT_NUM_CLASSES = 8
 SUPERSAMPLE = 2  # render at 2x and box-filter down for anti-aliased edges
-META_FILE = "demo_meta.json"
 SPLITS = ("train", "val")
 
 
@@ -236,21 +234,16 @@ def write_demo_images(root, num_classes: int = DEFAULT_NUM_CLASSES, train_per_cl
     meta = {"num_classes": num_classes, "train_per_class": train_per_class,
             "val_per_class": val_per_class, "size": size, "seed": seed, "image_format": image_format,
             "classes": class_dir_names(num_classes)}
-    meta_path = root / META_FILE
-    if meta_path.is_file():
-        try:
-            if json.loads(meta_path.read_text()) == meta:
-                return root
-        except ValueError:
-            pass
-    elif any((root / s).exists() for s in SPLITS):
-        # never overwrite a dataset we did not write (it could be a real ImageNet copy)
-        raise ConfigError(f"{root} already holds train/ or val/ folders not written by "
-                          f"write_demo_images (no {META_FILE}); pick an empty directory")
-    for split in SPLITS:
-        shutil.rmtree(root / split, ignore_errors=True)
-    meta_path.unlink(missing_ok=True)
 
+    def write():
+        _write_images(root, meta, image_format, seed)
+    regenerate(root, meta, SPLITS, write, "write_demo_images")
+    return root
+
+
+def _write_images(root: Path, meta: dict, image_format: str, seed: int) -> None:
+    formats = {"png": "PNG", "jpeg": "JPEG"}
+    train_per_class, val_per_class = meta["train_per_class"], meta["val_per_class"]
     ext = "png" if image_format == "png" else "jpg"
     for split_id, (split, per_class) in enumerate(zip(SPLITS, (train_per_class, val_per_class))):
         for c, dir_name in enumerate(meta["classes"]):
@@ -258,11 +251,9 @@ def write_demo_images(root, num_classes: int = DEFAULT_NUM_CLASSES, train_per_cl
             out.mkdir(parents=True, exist_ok=True)
             for i in range(per_class):
                 rng = np.random.default_rng([seed, split_id, c, i])
-                img = render_sample(CLASSES[c], size, rng)
+                img = render_sample(CLASSES[c], meta["size"], rng)
                 img.save(out / f"{i:05d}.{ext}", formats[image_format],
                          **({"quality": 95} if image_format == "jpeg" else {}))
-    meta_path.write_text(json.dumps(meta, indent=1))  # written last: marks a complete set
-    return root
 
 
 def _house(img, n, x, ground):

@@ -7,14 +7,15 @@
 The limit is the same model with the same per-layer token counts, where the tokens a layer would
 merge are simply dropped (no matching, no merging, the unmerged model's attention kernel): the most
 any merging method can reach at that schedule. Efficiency = merged speed-up / limit speed-up.
-Timing: warm-up, then the median of ``--runs`` timed repetitions (CUDA events on GPU).
+Timing (launch/throughput.py): warm-up, then ``--runs`` rounds, each timing every model once
+(CUDA events on GPU); throughput is the median per model, speed-ups the median of the per-round
+ratios to the unmerged model.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
-import statistics
 import os
 import sys
 
@@ -25,11 +26,13 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 
 import tome  # noqa: E402
-from launch.timing import median_seconds  # noqa: E402
+from launch import throughput  # noqa: E402
+from launch.throughput import DTYPES, make_step, summarize, time_interleaved  # noqa: E402
 from tome.flops import model_gflops  # noqa: E402
 from tome.schedule import clamp_r, parse_r  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Video and audio models, built by their task: video_vit_{micro,tiny,b,l,h}, audio_vit_{micro,tiny,s,b,l}
+TASK_MODELS = ("video_vit_", "audio_vit_")
 
 
 def limit_model(model: torch.nn.Module, rs) -> torch.nn.Module:
@@ -50,69 +53,54 @@ def limit_model(model: torch.nn.Module, rs) -> torch.nn.Module:
     return model
 
 
-def make_step(model, x, step: str, dtype: torch.dtype, device: torch.device):
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-    if step == "inference":
-        model.eval()
-
-        @torch.no_grad()
-        def run():
-            with autocast:
-                model(x)
-        return run
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    target = torch.randint(0, model.num_classes, (x.shape[0],), device=device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16 and device.type == "cuda")
-
-    def run():
-        with autocast:
-            loss = torch.nn.functional.cross_entropy(model(x), target)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-    return run
-
-
 def measure(models: dict, batch: int, args, device, dtype) -> dict:
-    """Samples/s of each model. Repetitions are interleaved (one timed call of each model per
-    round) so that drift in the machine's state hits all models alike; medians per model."""
-    x = torch.randn(batch, 3, args.img_size, args.img_size, device=device)
+    """Per model: median samples/s and the median speed-up over "unmerged" within a round.
+    Rounds are interleaved (one timed call of each model per round) so that drift in the
+    machine's state hits all models alike."""
+    x = torch.randn(batch, *args.input_shape, device=device)
     steps = {name: make_step(model, x, args.step, dtype, device) for name, model in models.items()}
-    for fn in steps.values():
-        median_seconds(fn, 0, args.warmup, device)
-    times = {name: [] for name in steps}
-    for _ in range(args.runs):
-        for name, fn in steps.items():
-            times[name].append(median_seconds(fn, 1, 0, device))
-    return {name: batch / statistics.median(t) for name, t in times.items()}
+    times = time_interleaved(steps, args.runs, args.warmup, device)
+    return summarize(times, {name: batch for name in steps}, baseline="unmerged")
 
 
 def search_batch(model, args, device, dtype) -> int:
-    """Largest power-of-two batch whose throughput still improves by >= 3% (or until OOM)."""
-    best, best_speed, batch = 1, 0.0, 1
-    while batch <= args.max_batch:
-        try:
-            speed = measure({"m": model}, batch, argparse.Namespace(**{**vars(args), "runs": 5,
-                                                                        "warmup": 2}), device, dtype)["m"]
-        except torch.OutOfMemoryError:
-            break
-        if speed < best_speed * 1.03:
-            break
-        best, best_speed, batch = batch, speed, batch * 2
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return best
+    """The best power-of-two batch of ``model`` (launch/throughput.py's protocol)."""
+    def make_run(batch):
+        return make_step(model, torch.randn(batch, *args.input_shape, device=device), args.step,
+                         dtype, device)
+    return throughput.search_batch(make_run, device, max_batch=args.max_batch)
+
+
+def _task_model(name: str):
+    """A video (``video_vit_<variant>``) or audio (``audio_vit_<variant>``) model built by its task
+    with the task's default input shape (MAE-ST 16x224 clips, Audio-MAE 1024x128 fbanks)."""
+    from types import SimpleNamespace
+
+    from launch.config import ToMeConfig
+    from launch.tasks import get_task
+    modality, variant = name.split("_vit_", 1)
+    task = get_task(modality)
+    cfg = SimpleNamespace(data=task.data_schema(), model=task.model_schema(variant=variant, drop_path=0.0),
+                          tome=ToMeConfig())
+    return task, cfg
 
 
 def build(args, device):
-    kwargs = {"img_size": args.img_size} if args.img_size else {}
-    base = timm.create_model(args.model, pretrained=False, **kwargs).to(device)
-    args.img_size = base.patch_embed.img_size[0]
     r = (args.r, args.inflection) if args.inflection is not None else args.r
+    if args.model.startswith(TASK_MODELS):
+        task, cfg = _task_model(args.model)
+        if args.img_size and args.model.startswith("video_"):
+            cfg.data.crop_size = args.img_size
+        base = task.build_model(cfg).to(device)
+        merged = task.patch(copy.deepcopy(base), cfg)
+        args.input_shape = tuple(task.input_shape(cfg))
+    else:
+        kwargs = {"img_size": args.img_size} if args.img_size else {}
+        base = timm.create_model(args.model, pretrained=False, **kwargs).to(device)
+        merged = tome.patch.timm(copy.deepcopy(base))
+        size = base.patch_embed.img_size
+        args.input_shape = (3, size[0], size[1])
     rs = parse_r(r, len(base.blocks))
-    merged = tome.patch.timm(copy.deepcopy(base))
     merged.r = r
     models = {"unmerged": base, "merged": merged, "limit": limit_model(base, rs)}
     if args.compile:
@@ -122,8 +110,10 @@ def build(args, device):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="vit_base_patch16_224")
-    parser.add_argument("--img-size", type=int, default=None)
+    parser.add_argument("--model", default="vit_base_patch16_224",
+                        help="a timm ViT name, video_vit_<micro|tiny|b|l|h> (MAE-ST, 16x224 clips) or "
+                             "audio_vit_<micro|tiny|s|b|l> (Audio-MAE, 1024x128 fbanks)")
+    parser.add_argument("--img-size", type=int, default=None, help="image size (video: crop size)")
     parser.add_argument("--r", type=int, default=16)
     parser.add_argument("--inflection", type=float, default=None, help="schedule (r, inflection)")
     parser.add_argument("--batch", default="16", help="batch size, or 'search'")
@@ -143,18 +133,22 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)
     models, merged, rs = build(args, device)
     batch = search_batch(models["unmerged"], args, device, dtype) if args.batch == "search" else int(args.batch)
-    speeds = measure(models, batch, args, device, dtype)
+    stats = measure(models, batch, args, device, dtype)
+    speeds = {name: s["throughput"] for name, s in stats.items()}
     tokens_in = merged.patch_embed.num_patches + merged.num_prefix_tokens
     tokens = merged._tome.expected_tokens(tokens_in, len(merged.blocks))
     gflops = {"unmerged": model_gflops(merged, tokens_in, [tokens_in] * len(rs)),
               "merged": model_gflops(merged, tokens_in, tokens)}
     gflops["limit"] = model_gflops(merged, tokens_in, tokens, matching=False)  # drops tokens for free
-    merged_x = speeds["merged"] / speeds["unmerged"]
-    limit_x = speeds["limit"] / speeds["unmerged"]
-    result = {"model": args.model, "r": args.r, "inflection": args.inflection, "schedule": rs,
+    merged_x, limit_x = stats["merged"]["speedup"], stats["limit"]["speedup"]  # paired per round
+    result = {"model": args.model, "input_shape": list(args.input_shape), "r": args.r,
+              "inflection": args.inflection, "schedule": rs, "runs": args.runs,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
               "dtype": args.dtype, "step": args.step, "batch": batch, "compile": args.compile,
-              "throughput": speeds, "gflops": gflops, "tokens_out": tokens[-1],
+              "throughput": speeds, "throughput_quartiles": {
+                  name: [s["throughput_q1"], s["throughput_q3"]] for name, s in stats.items()},
+              "speedup_quartiles": {name: [s["speedup_q1"], s["speedup_q3"]] for name, s in stats.items()},
+              "gflops": gflops, "tokens_out": tokens[-1],
               "merged_over_unmerged": merged_x, "limit_over_unmerged": limit_x,
               "efficiency": merged_x / limit_x, "torch": torch.__version__, "timm": timm.__version__}
     unit = "samples/s" if args.step == "inference" else "train samples/s"
@@ -162,7 +156,7 @@ def main(argv=None) -> dict:
     print(f"| model | {unit} | GFLOPs | x unmerged |")
     print("|---|---:|---:|---:|")
     for name in ("unmerged", "merged", "limit"):
-        print(f"| {name} | {speeds[name]:.1f} | {gflops[name]:.2f} | {speeds[name] / speeds['unmerged']:.2f}x |")
+        print(f"| {name} | {speeds[name]:.2f} | {gflops[name]:.2f} | {stats[name]['speedup']:.2f}x |")
     print(f"efficiency (merged speed-up / limit speed-up): {result['efficiency']:.3f}")
     if args.json:
         with open(args.json, "w") as f:

@@ -4,8 +4,11 @@
     python launch/compare.py runs/a runs/b --out report/ab    # several runs side by side
 
 Each row is one evaluated r of one run (from its results.jsonl). Speed-up is throughput over the
-same run's r=0 throughput (measured in the same process), so it compares across machines; where a
-config names a published row (``paper: <id>``), the paper's numbers sit beside ours.
+unpatched model's, measured in the same process in interleaved rounds (the median of per-round
+ratios, with its quartiles), so it compares across machines; rows written before that fall back
+to throughput over the same run's r=0 row. The metric carries its standard error (binomial for
+accuracies; bootstrap over clips, with a 95% interval, for mAP). Where a config names a published
+row (``paper: <id>``), the paper's numbers sit beside ours.
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ from launch.paper import ROWS, row as paper_row  # noqa: E402
 from launch.runlog import read_jsonl  # noqa: E402
 
 METRICS = ("acc1", "acc5", "map", "mauc", "view_acc1")
-COLUMNS = ["run", "task", "model", "train_r", "r", "metric", "value", "throughput", "speedup",
-           "gflops", "tokens_out", "skipped_files", "train_s", "train_speedup", "paper_base",
-           "paper_tome", "paper_speedup", "note", "paper_source"]
+COLUMNS = ["run", "task", "model", "train_r", "r", "metric", "value", "value_se", "value_lo",
+           "value_hi", "throughput", "speedup", "speedup_q1", "speedup_q3", "gflops", "tokens_out",
+           "skipped_files", "train_s", "train_speedup", "paper_base", "paper_tome", "paper_speedup",
+           "note", "paper_source"]
 NOTE_MERGE_OFF = "ToMe-trained model with merging off, not the paper's baseline (trained without merging)"
 
 
@@ -50,7 +54,8 @@ def collect(paths) -> list[dict]:
             with open(os.path.join(run_dir, "config.yaml")) as f:
                 cfg = yaml.safe_load(f) or {}
         results = read_jsonl(os.path.join(run_dir, "results.jsonl"))
-        epochs = read_jsonl(os.path.join(run_dir, "log.jsonl"))
+        # one record per epoch (the last written), should a resumed run have written one twice
+        epochs = list({e.get("epoch"): e for e in read_jsonl(os.path.join(run_dir, "log.jsonl"))}.values())
         train_s = sum(e.get("epoch_seconds", 0.0) for e in epochs) if epochs else None
         base = next((r.get("throughput") for r in results if r["r"] == 0), None)
         paper = paper_row(cfg["paper"]) if cfg.get("paper") in ROWS else None
@@ -60,11 +65,16 @@ def collect(paths) -> list[dict]:
             matched = _paper_matches(paper, res["r"], train_r, tome_cfg.get("inflection"))
             metric = next((m for m in METRICS if m in res), None)
             speed = res.get("throughput")
+            speedup = res.get("speedup")  # over the unpatched model, paired within rounds
+            if speedup is None:           # older rows: over the same run's r=0 row
+                speedup = speed / base if speed and base else None
             rows.append({
                 "run": run_dir, "task": cfg.get("task", ""), "model": (cfg.get("model") or {}).get("name", ""),
                 "train_r": (cfg.get("tome") or {}).get("r", ""), "r": res["r"], "metric": metric,
-                "value": res.get(metric), "throughput": speed,
-                "speedup": speed / base if speed and base else None, "gflops": res.get("gflops"),
+                "value": res.get(metric), "value_se": res.get(f"{metric}_se"),
+                "value_lo": res.get(f"{metric}_lo"), "value_hi": res.get(f"{metric}_hi"),
+                "throughput": speed, "speedup": speedup, "speedup_q1": res.get("speedup_q1"),
+                "speedup_q3": res.get("speedup_q3"), "gflops": res.get("gflops"),
                 "tokens_out": res.get("tokens_out"), "skipped_files": res.get("skipped_files", 0),
                 "train_s": train_s, "train_speedup": None, "epochs": len(epochs),
                 "paper_base": paper["base"] if paper else None,
@@ -115,12 +125,35 @@ def _cell(value) -> str:
     return str(value)
 
 
+# In the markdown table, uncertainty sits in two columns of its own: "±" (standard error of the
+# metric: binomial for accuracies, bootstrap for mAP) and "speedup IQR" (quartiles over rounds).
+MD_HIDDEN = ("paper_source", "value_lo", "value_hi", "speedup_q1", "speedup_q3")
+
+
+def _md_cells(r: dict) -> dict:
+    cells = dict(r)
+    cells["±"] = r.get("value_se")
+    if r.get("value_lo") is not None and r.get("value_hi") is not None:
+        cells["95% interval"] = f"{r['value_lo']:.1f}-{r['value_hi']:.1f}"
+    if r.get("speedup_q1") is not None and r.get("speedup_q3") is not None:
+        cells["speedup IQR"] = f"{r['speedup_q1']:.2f}-{r['speedup_q3']:.2f}"
+    return cells
+
+
 def markdown(rows: list[dict], root: str = "") -> str:
-    shown = [c for c in COLUMNS if c != "paper_source" and any(r.get(c) not in (None, "") for r in rows)]
+    columns = []
+    for c in COLUMNS:
+        columns.append(c)
+        if c == "value":
+            columns += ["±", "95% interval"]
+        if c == "speedup":
+            columns.append("speedup IQR")
+    cells = [dict(_md_cells(r), run=os.path.relpath(r["run"], root) if root else r["run"]) for r in rows]
+    shown = [c for c in columns if c not in MD_HIDDEN and c != "value_se"
+             and any(cell.get(c) not in (None, "") for cell in cells)]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    for r in rows:
-        cells = dict(r, run=os.path.relpath(r["run"], root) if root else r["run"])
-        lines.append("| " + " | ".join(_cell(cells.get(c)) for c in shown) + " |")
+    for cell in cells:
+        lines.append("| " + " | ".join(_cell(cell.get(c)) for c in shown) + " |")
     sources = sorted({r["paper_source"] for r in rows if r["paper_source"]})
     if sources:
         lines.append("")

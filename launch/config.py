@@ -64,9 +64,10 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = 64
     throughput: bool = True
-    throughput_batch: int = 64
-    throughput_iters: int = 10
+    throughput_batch: Union[int, str] = 64  # per model, or "search": best power-of-two batch each
+    throughput_iters: int = 10              # interleaved rounds (every r and the unpatched model once each)
     throughput_warmup: int = 3
+    throughput_dtype: str = "fp32"          # fp32 | fp16 | bf16; the paper times fp32, whatever train.amp
     use_ema: bool = False
     amp: str = "none"                       # evaluation and throughput precision: none (fp32) | bf16 | fp16
     interim_views: str = "single"           # evaluations between epochs: single (one cheap view) | full
@@ -333,6 +334,14 @@ def check_values(cfg: Config) -> None:
         (0 <= t.mixup_prob <= 1, f"train.mixup_prob must be in [0, 1], got {t.mixup_prob}"),
         (0 < t.ema_decay < 1, f"train.ema_decay must be in (0, 1), got {t.ema_decay}"),
         (cfg.eval.batch_size > 0, f"eval.batch_size must be positive, got {cfg.eval.batch_size}"),
+        (cfg.eval.throughput_batch == "search" or (isinstance(cfg.eval.throughput_batch, int)
+                                                   and cfg.eval.throughput_batch > 0),
+         f"eval.throughput_batch must be a positive integer or 'search', got {cfg.eval.throughput_batch!r}"),
+        (cfg.eval.throughput_dtype in ("fp32", "fp16", "bf16"),
+         f"eval.throughput_dtype must be fp32, fp16 or bf16, got {cfg.eval.throughput_dtype!r}"),
+        (cfg.eval.throughput_iters > 0 and cfg.eval.throughput_warmup >= 0,
+         f"eval.throughput_iters must be >= 1 and throughput_warmup >= 0, got "
+         f"{cfg.eval.throughput_iters}/{cfg.eval.throughput_warmup}"),
         (cfg.launch.cluster in CLUSTERS,
          f"launch.cluster must be one of {', '.join(CLUSTERS)}, got {cfg.launch.cluster!r}"),
         (cfg.launch.device in ("auto", "cpu", "cuda"),

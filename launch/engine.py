@@ -34,7 +34,7 @@ from .ra_sampler import train_sampler
 from . import steps as batch_math
 from .runlog import RunLog, fmt, previous_results
 from .tasks import get_task
-from .timing import median_seconds
+from . import throughput
 
 
 class Interrupted(RuntimeError):
@@ -113,19 +113,15 @@ def evaluate(model, task, cfg: Config, dataset, env) -> dict:
     return metrics
 
 
-@torch.no_grad()
-def measure_throughput(model, shape, cfg: Config, device) -> dict:
-    """Samples per second of the model alone on synthetic input (median of timed batches)."""
-    model.eval()
-    x = torch.randn(cfg.eval.throughput_batch, *shape, device=device)
-
-    def forward():
-        with _autocast(device, cfg.eval.amp):
-            model(x)
-    seconds = median_seconds(forward, cfg.eval.throughput_iters, cfg.eval.throughput_warmup, device)
-    with tome.trace() as t:
-        forward()
-    return {"throughput": cfg.eval.throughput_batch / seconds, "tokens": t.tokens}
+def measure_throughput(model, shape, cfg: Config, device, rs: list) -> dict:
+    """Interleaved inference throughput at every r of ``rs`` and of the unpatched model, in
+    ``eval.throughput_dtype`` (see launch/throughput.py); row fields keyed by ``json.dumps(r)``."""
+    speeds = throughput.measure_sweep(
+        model, {json.dumps(r): schedule(cfg.tome, r) for r in rs}, shape, cfg.eval.throughput_batch,
+        cfg.eval.throughput_dtype, cfg.eval.throughput_iters, cfg.eval.throughput_warmup, device)
+    base = speeds.pop(throughput.BASELINE)
+    return {key: {**s, "baseline_throughput": base["throughput"], "baseline_batch": base["batch"],
+                  "throughput_dtype": cfg.eval.throughput_dtype} for key, s in speeds.items()}
 
 
 def _tokens_in(model, shape, device) -> int:
@@ -133,6 +129,20 @@ def _tokens_in(model, shape, device) -> int:
     with torch.no_grad(), tome.trace() as t:
         model.eval()(torch.zeros(1, *shape, device=device))
     return t.tokens_in
+
+
+def partial_sums(totals: torch.Tensor, seconds: float) -> dict:
+    """The running epoch's sums over all processes (loss sum, steps, skipped files) and its
+    wall-clock seconds so far, for a mid-epoch checkpoint. Collective: every process calls it."""
+    summed = distributed.all_reduce_sum(totals.clone())
+    return {"totals": summed.tolist(), "seconds": seconds}
+
+
+def epoch_sums(state, start_step: int) -> dict:
+    """The interrupted epoch's sums saved with a mid-epoch checkpoint ({} when none apply)."""
+    if state is None or not start_step:
+        return {}
+    return state.get("epoch_sums") or {}
 
 
 def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=None):
@@ -163,6 +173,9 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
             ema.shadow = {k: v.to(env.device) for k, v in state["ema"].items()}
         start_epoch, start_step = state["epoch"], state["step"]
         log.info(f"resumed from epoch {start_epoch} step {start_step}")
+    # A mid-epoch checkpoint carries the interrupted epoch's sums so far (all processes summed):
+    # the resumed epoch's record then covers the whole epoch, time and loss alike.
+    before = epoch_sums(state, start_step)
     net = model
     if env.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -172,12 +185,14 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
     log.info(f"training {t.epochs} epochs x {steps_per_epoch} steps, lr {base_lr:.3g}, "
              f"effective batch {eff_batch}, r={model.r}")
 
-    def save(epoch, step, done=False):
+    def save(epoch, step, done=False, sums=None):
+        sums = {} if sums is None else sums
         if env.is_main:
             ckpt.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "scaler": scaler.state_dict() if scaler.is_enabled() else {},
                               "ema": ema.shadow if ema is not None else {}, "epoch": epoch,
-                              "step": step, "train_done": done, "config": cfg.to_dict()},
+                              "step": step, "train_done": done, "config": cfg.to_dict(),
+                              "epoch_sums": sums},
                              os.path.join(log.run_dir, ckpt.LAST))
         distributed.barrier()
 
@@ -188,6 +203,10 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
         loader = _loader(train_set, sampler, t.batch_size, cfg.launch.num_workers, True)
         net.train()
         totals = torch.zeros(3, device=env.device)  # loss sum, steps, skipped files
+        prior_seconds = 0.0
+        if epoch == start_epoch and before and env.is_main:  # added once, on one process
+            totals += torch.tensor(before["totals"], device=env.device)
+            prior_seconds = before["seconds"]
         epoch_start = time.time()
         progress = log.progress(f"epoch {epoch + 1}/{t.epochs}", steps_per_epoch, first)
         for i, batch in enumerate(loader, start=first):
@@ -225,12 +244,12 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
             # mid-epoch saves only between optimizer steps, never inside gradient accumulation
             if (t.checkpoint_every and (i + 1) % t.checkpoint_every == 0 and last_micro
                     and i + 1 < steps_per_epoch):
-                save(epoch, i + 1)
+                save(epoch, i + 1, sums=partial_sums(totals, prior_seconds + time.time() - epoch_start))
             if stop_after_steps is not None and steps_run >= stop_after_steps:
                 raise Interrupted(f"stopped after {steps_run} steps (test hook)")
         progress.close()
         distributed.all_reduce_sum(totals)
-        seconds = time.time() - epoch_start
+        seconds = prior_seconds + time.time() - epoch_start
         record = {"epoch": epoch + 1, "train_loss": (totals[0] / totals[1]).item(), "lr": lr,
                   "epoch_seconds": seconds, "skipped_files": int(totals[2].item()), "r": cfg.tome.r}
         done = epoch + 1 == t.epochs
@@ -269,24 +288,26 @@ def evaluate_sweep(model, task, cfg: Config, env, log: RunLog) -> list:
     tokens_in = _tokens_in(model, shape, env.device)
     done = previous_results(log.run_dir)
     rows = []
+    todo = [r for r in cfg.tome.eval_r if json.dumps(r) not in done]
+    speeds = {}
+    if env.is_main and cfg.eval.throughput and todo:  # all r at once: interleaved rounds
+        speeds = measure_throughput(model, shape, cfg, env.device, todo)
+    distributed.barrier()
     for r in cfg.tome.eval_r:
         key = json.dumps(r)
         if key in done:
             rows.append(done[key])
             continue
         model.r = schedule(cfg.tome, r)
-        with tome.trace(keep=1) as t:
-            metrics = evaluate(model, task, cfg, dataset, env)
-        speed = {}
-        if env.is_main and cfg.eval.throughput:
-            speed = measure_throughput(model, shape, cfg, env.device)
-        distributed.barrier()
+        metrics = evaluate(model, task, cfg, dataset, env)
         if env.is_main:
-            tokens = speed.get("tokens") or t.tokens
+            tokens = throughput.call_tokens(model.eval(), torch.zeros(1, *shape, device=env.device))
+            speed = speeds.get(key, {})
             row = {"r": r, "inflection": cfg.tome.inflection, **metrics,
-                   "throughput": speed.get("throughput"), "gflops": model_gflops(model, tokens_in, tokens),
+                   "throughput": speed.get("throughput"), **{k: v for k, v in speed.items() if k != "throughput"},
+                   "gflops": model_gflops(model, tokens_in, tokens),
                    "tokens_in": tokens_in, "tokens_out": tokens[-1], "device": str(env.device),
-                   "amp": cfg.eval.amp, "batch": cfg.eval.throughput_batch}
+                   "amp": cfg.eval.amp}
             rows.append(row)
             log.jsonl("results.jsonl", row)
             step = r if isinstance(r, int) else sum(r)

@@ -103,10 +103,14 @@ def check_checkpoint(path: Optional[str], cfg, task: Optional["Task"] = None) ->
 
 
 def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks=(1, 5)) -> dict:
-    """Top-k accuracy in percent for class-id targets."""
+    """Top-k accuracy in percent for class-id targets, with its binomial standard error
+    (``acc<k>_se``, percentage points) over the ``n`` samples."""
+    from .stats import binomial_se
     out = {}
     top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
     for k in ks:
         hit = (top[:, :k] == targets[:, None]).any(dim=1).float().mean().item()
         out[f"acc{k}"] = 100.0 * hit
+        out[f"acc{k}_se"] = binomial_se(100.0 * hit, len(targets))
+    out["n"] = len(targets)
     return out

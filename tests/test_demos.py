@@ -31,6 +31,7 @@ def test_demo_config_runs_in_debug_mode(config, overrides, metric, picture, tmp_
         assert [r["r"] for r in rows] == [0, 4]
         assert rows[1]["tokens_out"] < rows[0]["tokens_out"]
         assert 0 <= rows[0][metric] <= 100
+        assert rows[0][f"{metric}_se"] >= 0 and rows[0]["speedup"] > 0 and rows[0]["baseline_throughput"] > 0
     assert (exp / "compare.md").read_text().count(f"| {metric} |") == 4
     out = vis.draw(str(exp / "merge_ft"), 4, 0, str(tmp_path / picture))
     assert os.path.getsize(out) > 500

@@ -14,10 +14,13 @@ import av
 import numpy as np
 
 from launch.errors import ConfigError
+from launch.generated import regenerate
 
 # The first four classes survive horizontal flips, so the default 4-class set trains with the usual
 # flip augmentation; move_left/move_right (classes 5 and 6) need the dataset's hflip=False.
 CLASSES = ("move_up", "move_down", "grow", "shrink", "move_left", "move_right")
+GENERATOR_VERSION = 2  # bumped whenever the frames change, so old demo folders are rewritten
+RADIUS = (0.05, 0.2)  # the actor's radius range, in units of min(height, width), for every class
 
 
 def _shape_mask(yy, xx, cy, cx, r, disc: bool) -> np.ndarray:
@@ -58,11 +61,15 @@ def _render(rng: np.random.Generator, label: int, frames: int, h: int, w: int) -
 
     # Every class starts at a uniformly random position (and, for size changes, a random phase of a
     # repeating ramp), so the first frame, like any single frame, carries no label information.
+    # The actor's radius in any one frame is uniform on [RADIUS[0], RADIUS[1]] * unit for every
+    # class: constant for moves, and for size changes a ramp over the whole range at a uniformly
+    # random phase (so each frame's radius is uniform too).
     name = CLASSES[label]
     cy = rng.uniform(0, h) + rng.uniform(-0.15, 0.15) * t
     cx = rng.uniform(0, w) + rng.uniform(-0.15, 0.15) * t
+    small, big = RADIUS[0] * unit, RADIUS[1] * unit
     if name.startswith("move"):
-        r = np.full(frames, rng.uniform(0.08, 0.14) * unit)
+        r = np.full(frames, rng.uniform(small, big))
         horizontal = name in ("move_right", "move_left")
         sign = 1.0 if name in ("move_right", "move_down") else -1.0
         step = sign * rng.uniform(0.5, 0.8) * (w if horizontal else h) / (frames - 1)
@@ -71,7 +78,6 @@ def _render(rng: np.random.Generator, label: int, frames: int, h: int, w: int) -
         else:
             cy = cy[0] + step * t
     else:
-        small, big = rng.uniform(0.03, 0.06) * unit, rng.uniform(0.18, 0.24) * unit
         ramp = (rng.uniform(0, 1) + t / (rng.uniform(1.0, 1.6) * frames)) % 1.0
         r = small + (big - small) * (ramp if name == "grow" else 1.0 - ramp)
     video[_shape_mask(yy, xx, cy, cx, r, bool(rng.integers(2)))] = _colour(rng, 190, 256)
@@ -105,7 +111,8 @@ def write_demo_videos(root, num_classes: int = 4, videos_per_class: Union[int, S
     ``classes.txt``; return the two list paths.
 
     ``videos_per_class``: (train, val) counts, or one int for both. ``size``: (height, width) or
-    one int; even numbers (yuv420p). The same seed gives the same frames.
+    one int; even numbers (yuv420p). The same seed gives the same frames. Rewritten only when the
+    settings (or the generator) change (launch/generated.py).
     """
     if not isinstance(num_classes, int) or not 2 <= num_classes <= len(CLASSES):
         raise ConfigError(f"demo num_classes={num_classes!r} must be an integer in 2..{len(CLASSES)}")
@@ -119,11 +126,19 @@ def write_demo_videos(root, num_classes: int = 4, videos_per_class: Union[int, S
     if frames < 2:
         raise ConfigError(f"demo frames={frames!r} must be at least 2")
     root = Path(root)
+    settings = {"generator": GENERATOR_VERSION, "num_classes": num_classes, "videos_per_class": counts,
+                "frames": frames, "size": [h, w], "fps": fps, "seed": seed}
+    regenerate(root, settings, ("videos", "train.csv", "val.csv", "classes.txt"),
+               lambda: _write_all(root, num_classes, counts, frames, h, w, fps, seed), "write_demo_videos",
+               ours=r"videos/(train|val)/[a-z_]+_\d{3}\.mp4|(train|val)\.csv|classes\.txt")
+    return root / "train.csv", root / "val.csv"
+
+
+def _write_all(root: Path, num_classes, counts, frames, h, w, fps, seed) -> None:
     codec = _codec()
     rng = np.random.default_rng(seed)
     (root / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text("\n".join(CLASSES[:num_classes]) + "\n")
-    lists = []
     for split, count in zip(("train", "val"), counts):
         folder = root / "videos" / split
         folder.mkdir(parents=True, exist_ok=True)
@@ -133,6 +148,4 @@ def write_demo_videos(root, num_classes: int = 4, videos_per_class: Union[int, S
                 rel = Path("videos") / split / f"{CLASSES[label]}_{i:03d}.mp4"
                 _write_mp4(root / rel, _render(rng, label, frames, h, w), fps, codec)
                 lines.append(f"{rel.as_posix()} {label}")
-        lists.append(root / f"{split}.csv")
-        lists[-1].write_text("\n".join(lines) + "\n")
-    return lists[0], lists[1]
+        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")

@@ -33,6 +33,8 @@ class VideoData:
     random_erase_count: int = 1          # at most this many boxes (1..count drawn per clip)
     demo: bool = False                   # generate the synthetic moving-shapes set into root
     demo_classes: int = 4
+    demo_train_per_class: int = 16
+    demo_val_per_class: int = 8
 
 
 @dataclass
@@ -62,9 +64,8 @@ class VideoTask(Task):
             if not d.root:
                 raise ConfigError("data.root is empty; the demo needs a folder to write videos into")
             from video.data import write_demo_videos
-            if not (os.path.isfile(os.path.join(d.root, "train.csv")) and
-                    os.path.isfile(os.path.join(d.root, "val.csv"))):
-                write_demo_videos(d.root, num_classes=d.demo_classes)
+            write_demo_videos(d.root, num_classes=d.demo_classes,  # rewritten when settings change
+                              videos_per_class=(d.demo_train_per_class, d.demo_val_per_class))
         if not os.path.isdir(d.root):
             raise ConfigError(f"data.root {d.root!r} is not a directory of videos")
         from video.data import load_video_list

@@ -1,0 +1,186 @@
+"""Throughput that holds up on a busy machine: interleaved rounds, medians, spread, batch search.
+
+Every model (or every ``r`` of one patched model, plus the unpatched baseline) is timed once per
+round, round after round, so a slow spell of the machine hits all of them alike. Per model we keep
+the median samples/s and the quartiles of the per-round values; per ``r`` also the median of the
+per-round speed-ups over the baseline (paired within a round, so drift cancels).
+
+Used by the engine (``measure_sweep``) and by ``launch/bench.py`` (``time_interleaved``,
+``search_batch``, ``make_step``): one implementation of the protocol.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+import tome
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BASELINE = "unpatched"
+
+
+def check_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ValueError(f"throughput dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def call_tokens(model, x: torch.Tensor) -> list:
+    """Run ``model`` on ``x`` (no grad) and return the token count leaving each block.
+
+    The one place that reads per-call token counts from a patched model."""
+    with torch.no_grad(), tome.trace() as t:
+        model(x)
+    return list(t.tokens)
+
+
+def seconds_of(fn: Callable[[], None], device: torch.device) -> float:
+    """Wall-clock seconds of one call (CUDA events on GPU, perf_counter on CPU)."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def make_step(model, x: torch.Tensor, step: str, dtype: torch.dtype, device: torch.device,
+              before: Optional[Callable[[], None]] = None):
+    """A callable running one inference pass or one training step of ``model`` on ``x``, in
+    ``dtype`` (autocast unless fp32). ``before`` runs first, untimed by design of the caller
+    (it is cheap: e.g. setting ``model.r``)."""
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    if step == "inference":
+        def run():
+            if before is not None:
+                before()
+            model.eval()
+            with torch.no_grad(), autocast:
+                model(x)
+        return run
+    if step != "train":
+        raise ValueError(f"step must be inference or train, got {step!r}")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    target = torch.randint(0, model.num_classes, (x.shape[0],), device=device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16 and device.type == "cuda")
+
+    def run():
+        if before is not None:
+            before()
+        model.train()
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(model(x), target)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+    return run
+
+
+def time_interleaved(steps: Dict[str, Callable[[], None]], rounds: int, warmup: int,
+                     device: torch.device) -> Dict[str, List[float]]:
+    """Seconds per call of each step: ``warmup`` untimed calls each, then ``rounds`` rounds in
+    which every step is timed once, in the same order."""
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in steps}
+    for _ in range(max(rounds, 1)):
+        for name, fn in steps.items():
+            times[name].append(seconds_of(fn, device))
+    return times
+
+
+def quartiles(values: List[float]) -> tuple:
+    """(lower quartile, median, upper quartile); the quartiles equal the median for one value."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def summarize(times: Dict[str, List[float]], batches: Dict[str, int],
+              baseline: Optional[str] = None) -> Dict[str, dict]:
+    """Per step: median samples/s and its quartiles over rounds; with ``baseline``, also the
+    median and quartiles of the per-round speed-up (samples/s over the baseline's in that round)."""
+    out = {}
+    for name, secs in times.items():
+        per_round = [batches[name] / s for s in secs]
+        lo, mid, hi = quartiles(per_round)
+        out[name] = {"throughput": mid, "throughput_q1": lo, "throughput_q3": hi,
+                     "rounds": len(secs), "batch": batches[name]}
+        if baseline is not None:
+            base = [batches[baseline] / s for s in times[baseline]]
+            ratios = [a / b for a, b in zip(per_round, base)]
+            lo, mid, hi = quartiles(ratios)
+            out[name].update({"speedup": mid, "speedup_q1": lo, "speedup_q3": hi})
+    return out
+
+
+def search_batch(make_run: Callable[[int], Callable[[], None]], device: torch.device,
+                 max_batch: int = 1024, rounds: int = 5, warmup: int = 2, gain: float = 1.03) -> int:
+    """The paper's protocol: the power-of-two batch with the best throughput, doubling while the
+    throughput still improves by at least ``gain`` (or until out of memory / ``max_batch``).
+    ``make_run(batch)`` returns the callable to time at that batch size."""
+    best, best_speed, batch = 1, 0.0, 1
+    while batch <= max_batch:
+        try:
+            secs = time_interleaved({"m": make_run(batch)}, rounds, warmup, device)["m"]
+        except torch.OutOfMemoryError:
+            break
+        speed = batch / statistics.median(secs)
+        if speed < best_speed * gain:
+            break
+        best, best_speed, batch = batch, speed, batch * 2
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return best
+
+
+def measure_sweep(model, schedules: Dict[str, object], shape: tuple, batch, dtype: str,
+                  rounds: int, warmup: int, device: torch.device, baseline_model=None) -> Dict[str, dict]:
+    """Inference throughput of a patched ``model`` at each schedule of ``schedules``
+    (label -> ``model.r`` value) and of the unpatched baseline (label ``BASELINE``), interleaved.
+
+    ``batch``: an int, or ``"search"`` for the best batch of each one (see :func:`search_batch`).
+    ``baseline_model``: the unpatched model; default a deep copy of ``model`` with ToMe removed.
+    Leaves ``model.r`` as it found it."""
+    torch_dtype = check_dtype(dtype)
+    saved_r = model.r
+    if baseline_model is None:
+        baseline_model = tome.unpatch(copy.deepcopy(model))
+    baseline_model.to(device)
+    was_training = model.training
+
+    def maker(label):
+        net = baseline_model if label == BASELINE else model
+        set_r = None if label == BASELINE else (lambda: setattr(model, "r", schedules[label]))
+
+        def make_run(b):
+            x = torch.randn(b, *shape, device=device)
+            return make_step(net, x, "inference", torch_dtype, device, before=set_r)
+        return make_run
+
+    labels = [BASELINE, *schedules]
+    makers = {label: maker(label) for label in labels}
+    if batch == "search":
+        batches = {label: search_batch(makers[label], device) for label in labels}
+    elif isinstance(batch, int) and not isinstance(batch, bool) and batch > 0:
+        batches = {label: batch for label in labels}
+    else:
+        raise ValueError(f"throughput batch must be a positive integer or 'search', got {batch!r}")
+    steps = {label: makers[label](batches[label]) for label in labels}
+    try:
+        times = time_interleaved(steps, rounds, warmup, device)
+    finally:
+        model.r = saved_r
+        model.train(was_training)
+    return summarize(times, batches, baseline=BASELINE)
