@@ -220,8 +220,6 @@ def test_interrupted_run_resumes_to_the_same_result(resumed_runs):
             == {k: v for k, v in lb[1].items() if k != "train_loss"})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: a resumed epoch's train_loss averages only the "
-                                       "steps run after the resume")
 def test_resumed_epoch_logs_the_whole_epochs_train_loss(resumed_runs):
     straight, broken = resumed_runs
     assert _records(straight, "log.jsonl") == _records(broken, "log.jsonl")
