@@ -20,6 +20,7 @@ import torchaudio
 from torch.utils.data import Dataset
 
 from launch.data import load_with_standins
+from launch.skips import skip_fields
 from launch.errors import ConfigError
 
 from .demo import CLASSES as DEMO_CLASSES
@@ -103,13 +104,13 @@ class AudioClipDataset(Dataset):
         return fbank[None].contiguous()
 
     def __getitem__(self, index: int) -> dict:
-        features, index, skipped = load_with_standins(
+        features, index, failures = load_with_standins(
             lambda i: self._features(self.items[i][0]), lambda i: self.items[i][0], index,
             lambda i, attempt: int(torch.randint(0, len(self.items), ())),
             self.max_retries, "audio", log)
         target = torch.zeros(self.num_classes, dtype=torch.float32)
         target[self.items[index][1]] = 1.0
-        return {"input": features, "target": target, "index": index, "skipped": skipped}
+        return {"input": features, "target": target, "index": index, **skip_fields(failures)}
 
 
 def _main(argv=None) -> None:

@@ -19,6 +19,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 
 from launch.data import load_with_standins
+from launch.skips import skip_fields
 from launch.errors import ConfigError
 from image.synthetic import CLASSES as DEMO_CLASSES  # noqa: F401  (re-exported)
 from image.synthetic import DEFAULT_NUM_CLASSES, demo_picture, write_demo_images  # noqa: F401
@@ -90,16 +91,16 @@ class ImageFolderDataset(Dataset):
     def _load(self, index: int) -> Tuple[Image.Image, int, int]:
         """The image at index, or a random stand-in after failures; returns (image, target, skipped)."""
         # torch's RNG is seeded per sample by the engine, so stand-ins are reproducible
-        image, used, skipped = load_with_standins(
+        image, used, failures = load_with_standins(
             lambda i: load_rgb(self.samples[i][0]), lambda i: self.samples[i][0], index,
             lambda i, attempt: int(torch.randint(len(self.samples), ()).item()),
             self.max_retries, "image", log, ConfigError)
-        return image, self.samples[used][1], skipped
+        return image, self.samples[used][1], failures
 
     def __getitem__(self, index: int) -> dict:
-        img, target, skipped = self._load(index)
+        img, target, failures = self._load(index)
         x = self.transform(img) if self.transform is not None else TF.to_tensor(img)
-        return {"input": x, "target": target, "index": index, "skipped": skipped}
+        return {"input": x, "target": target, "index": index, **skip_fields(failures)}
 
 
 def _main(argv=None) -> None:

@@ -23,6 +23,7 @@ class RunLog:
         self.run_dir, self.enabled = run_dir, enabled
         self.writer = None
         self.start = time.time()
+        self.named_files: set = set()  # unreadable files already named in log.txt
         if enabled:
             os.makedirs(run_dir, exist_ok=True)
             from torch.utils.tensorboard import SummaryWriter
@@ -46,8 +47,15 @@ class RunLog:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(f"{prefix}{key}", value, step)
 
-    def jsonl(self, name: str, record: dict) -> None:
+    def jsonl(self, name: str, record: dict, key=None) -> None:
+        """Append ``record``; with ``key`` (field names) replace the record with the same key."""
         if not self.enabled:
+            return
+        if key:
+            from .records import upsert_jsonl
+            if upsert_jsonl(os.path.join(self.run_dir, name), record, key):
+                self.info(f"{name}: replaced the earlier record of " +
+                          ", ".join(f"{k}={record.get(k)}" for k in key) + " (a retried write)")
             return
         with open(os.path.join(self.run_dir, name), "a") as f:
             f.write(json.dumps(record) + "\n")
