@@ -53,14 +53,19 @@ class AudioTask(Task):
     model_schema = AudioModel
     primary_metric = "map"
     multilabel = True
+    positive_data_fields = ("target_length", "mel_bins", "demo_classes", "demo_clips",
+                            "epoch_samples")
 
-    def prepare(self, cfg) -> None:
+    def prepare(self, cfg, dry_run: bool = False) -> None:
         d = cfg.data
         if d.demo:
             if not d.root:
                 raise ConfigError("data.root is empty; the demo needs a folder to write audio into")
             from audio.data import write_demo_audio
             if not (d.train_list and os.path.isfile(d.train_list)):
+                if dry_run:  # the real submission generates the demo set
+                    check_checkpoint(cfg.model.checkpoint, cfg)
+                    return
                 write_demo_audio(d.root, num_classes=d.demo_classes, clips=d.demo_clips)
         if not os.path.isdir(d.root):
             raise ConfigError(f"data.root {d.root!r} is not a directory of audio files")

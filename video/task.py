@@ -52,8 +52,10 @@ class VideoTask(Task):
     data_schema = VideoData
     model_schema = VideoModel
     primary_metric = "acc1"
+    positive_data_fields = ("num_frames", "sampling_rate", "crop_size", "num_temporal_clips",
+                            "num_spatial_crops", "repeat_aug", "demo_classes")
 
-    def prepare(self, cfg) -> None:
+    def prepare(self, cfg, dry_run: bool = False) -> None:
         d = cfg.data
         if d.demo:
             if not d.root:
@@ -61,6 +63,9 @@ class VideoTask(Task):
             from video.data import write_demo_videos
             if not (os.path.isfile(os.path.join(d.root, "train.csv")) and
                     os.path.isfile(os.path.join(d.root, "val.csv"))):
+                if dry_run:  # the real submission generates the demo set
+                    check_checkpoint(cfg.model.checkpoint, cfg)
+                    return
                 write_demo_videos(d.root, num_classes=d.demo_classes)
         if not os.path.isdir(d.root):
             raise ConfigError(f"data.root {d.root!r} is not a directory of videos")
