@@ -88,9 +88,6 @@ def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
     return _mix(seed, epoch, step, rank, 7)
 
 
-_warned: set = set()  # files this process has already warned about
-
-
 def load_with_standins(load: Callable[[int], object], path_of: Callable[[int], str], index: int,
                        standin: Callable[[int, int], int], max_retries: int, what: str,
                        log: logging.Logger, error=RuntimeError):
@@ -112,9 +109,7 @@ def load_with_standins(load: Callable[[int], object], path_of: Callable[[int], s
             detail = str(err).splitlines()[0][:200] if str(err) else ""
             reason = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
             failures.append((index, str(last), reason))
-            if last not in _warned:
-                _warned.add(last)
-                log.warning("skipping unreadable %s %s (%s)", what, last, reason)
+            log.warning("skipping unreadable %s %s (%s)", what, last, reason)
             index = standin(index, attempt)
     raise error(f"{max_retries + 1} {what} files in a row could not be read (last: {last}); "
                 f"check the files and the data list")
