@@ -3,8 +3,12 @@
 Files in a run directory:
   config.yaml     the resolved config
   log.txt         human-readable progress
-  log.jsonl       one JSON object per epoch (train stats and evaluation at the training r)
-  results.jsonl   one JSON object per evaluated r: metrics, throughput, GFLOPs, tokens left
+  log.jsonl       one JSON object per epoch (train stats and evaluation at the training r);
+                  one per epoch even when an epoch is redone after a preemption
+  results.jsonl   one JSON object per evaluated r: metrics, throughput, GFLOPs, tokens left,
+                  r_requested / r_applied per layer, skipped_files (distinct) and standins
+  .lock           the job that writes this directory (launch/rundir_lock.py)
+  checkpoint.pth, checkpoint.prev.pth   the two newest checkpoints (launch/checkpoint.py)
   tb/             TensorBoard events with the same tags in every modality:
                   train/loss, train/lr, eval/<metric>, speed/throughput, tome/r, tome/tokens_out,
                   tome/gflops, and sweep/<metric> over r (step = r) for the evaluation sweep.
