@@ -319,7 +319,7 @@ def run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
     log = RunLog(run_dir, env.is_main)
     for note in notes:
         log.info(note)
-    stopper = GracefulStop(log.info).__enter__()
+    stopper = GracefulStop(log.info, run_dir).__enter__()
     try:
         if env.is_main:
             from .config import save as save_config

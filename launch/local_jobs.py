@@ -10,8 +10,11 @@ then stop at once.
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
+
+from .stop import STOP_FILE
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -24,10 +27,11 @@ class LauncherStopped(RuntimeError):
 
 
 class SignalForwarder:
-    """``with SignalForwarder() as fw: job = fw.submit(executor, fn, *args)`` ..."""
+    """``with SignalForwarder(run_dir) as fw: job = fw.submit(executor, fn, *args)`` ..."""
 
-    def __init__(self):
+    def __init__(self, run_dir: str = None):
         self.jobs, self.signum = [], None
+        self.run_dir = run_dir
         self._previous = {}
 
     def submit(self, executor, *args):
@@ -60,6 +64,12 @@ class SignalForwarder:
                      if first else "asking the job to stop at once"), file=sys.stderr, flush=True)
         except OSError:  # the terminal is gone
             pass
+        if first and self.run_dir:
+            try:  # seen by a job that was still starting and missed the signal (launch/stop.py)
+                os.makedirs(self.run_dir, exist_ok=True)
+                open(os.path.join(self.run_dir, STOP_FILE), "w").close()
+            except OSError:
+                pass
         for job in self.jobs:
             self._forward(job)
 
@@ -76,3 +86,8 @@ class SignalForwarder:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+        if self.run_dir:
+            try:
+                os.unlink(os.path.join(self.run_dir, STOP_FILE))
+            except OSError:
+                pass

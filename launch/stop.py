@@ -6,6 +6,10 @@ into a request: the training loop saves a checkpoint at the next optimizer step 
 :class:`Stopped`; the evaluation sweep stops between two ``r`` values (finished rows are kept). A
 second signal stops at once. Under submitit on SLURM the handlers are left alone: there SIGTERM
 belongs to submitit (preemption goes through its USR2 checkpoint-and-requeue handler).
+
+A signal that arrives before the engine installs its handlers (while the job starts) would be lost
+to submitit's handler, so the launcher also leaves ``<run_dir>/.stop`` (:data:`STOP_FILE`); a job
+that finds it when it starts stops at its first safe point.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import signal
 import threading
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_FILE = ".stop"
 
 
 class Stopped(RuntimeError):
@@ -21,9 +26,10 @@ class Stopped(RuntimeError):
 
 
 class GracefulStop:
-    def __init__(self, log=None):
+    def __init__(self, log=None, run_dir: str = None):
         self.log = log or (lambda message: None)
         self.signum = None
+        self.run_dir = run_dir
         self._previous = {}
 
     @staticmethod
@@ -41,6 +47,10 @@ class GracefulStop:
         if self.wanted():
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
+        if self.run_dir and os.path.exists(os.path.join(self.run_dir, STOP_FILE)):
+            self.signum = signal.SIGTERM
+            self.log(f"the launcher asked this run to stop ({STOP_FILE}): stopping at the next "
+                     f"checkpoint")
         return self
 
     def __exit__(self, *exc) -> None:

@@ -85,7 +85,7 @@ def _stream(job, poll: float = 1.0) -> None:
 
 def _run_local(executor, run):
     """One local job, streamed; SIGINT/SIGTERM/SIGHUP stop it at its next checkpoint first."""
-    with SignalForwarder() as forwarder:
+    with SignalForwarder(run.run_dir) as forwarder:
         job = forwarder.submit(executor, Job(), run.cfg.to_dict(), run.run_dir)
         print(f"=== {run.run_dir} (job {job.job_id})", flush=True)
         try:

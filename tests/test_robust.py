@@ -484,3 +484,52 @@ def test_r_beyond_the_tokens_is_recorded_clamped_and_warned_once(tmp_path):
     assert rows[2]["r_applied"] == [2, 1] and rows[0]["r_applied"] == [0, 0]
     log = open(os.path.join(run_dir, "log.txt")).read()
     assert log.count("warning: r=") == 1 and "r=1000" in log
+
+
+def test_stop_requested_before_the_job_starts_is_not_lost(tmp_path):
+    """A signal that reached the launcher while the job was still starting: the job finds the
+    launcher's stop file, saves at its first optimizer step and stops."""
+    from launch.stop import STOP_FILE, Stopped
+    cfg = resolve(write_config(tmp_path), ["eval.throughput=false", "train.eval_every=0"])
+    from launch.tasks import get_task
+    get_task("image").prepare(cfg)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / STOP_FILE).touch()
+    with pytest.raises(Stopped, match="at epoch 1 step 1, checkpoint saved"):
+        run(cfg, str(run_dir))
+    state = torch.load(run_dir / ckpt.LAST, weights_only=True)
+    assert (state["epoch"], state["step"]) == (0, 1)
+    assert not (run_dir / LOCK).exists()
+
+
+FSIZE = textwrap.dedent("""\
+    import os, resource, signal, sys
+    sys.path.insert(0, {repo!r})
+    import torch
+    from launch import checkpoint as ckpt
+    run_dir = {run_dir!r}
+    notes = []
+    saver = ckpt.Saver(run_dir, notes.append)
+    small = {{"model": {{"w": torch.zeros(1000)}}, "epoch": 1, "step": 0}}
+    assert saver.save(small)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+    big = {{"model": {{"w": torch.zeros(100_000)}}, "epoch": 2, "step": 0}}
+    assert not saver.save(big)
+    print(notes[0])
+    print(sorted(os.listdir(run_dir)))
+    print(ckpt.load_last(run_dir)["epoch"])
+    """)
+
+
+def test_write_that_fails_at_the_os_call_keeps_the_previous_checkpoint(tmp_path):
+    """Without root (no tmpfs): a file-size limit makes the OS write itself fail mid-file."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    out = subprocess.run([PY, "-c", FSIZE.format(repo=REPO, run_dir=str(run_dir))],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    note, listing, epoch = out.stdout.strip().splitlines()
+    assert "EFBIG" in note and "training goes on" in note
+    assert listing == str([ckpt.LAST]) and epoch == "1"
