@@ -533,3 +533,15 @@ def test_write_that_fails_at_the_os_call_keeps_the_previous_checkpoint(tmp_path)
     note, listing, epoch = out.stdout.strip().splitlines()
     assert "EFBIG" in note and "training goes on" in note
     assert listing == str([ckpt.LAST]) and epoch == "1"
+
+
+@pytest.mark.parametrize("config, lists", [
+    ("video/configs/demo.yaml", ("train.csv", "val.csv")),
+    ("audio/configs/demo.yaml", ("train.json", "val.json")),
+])
+def test_video_and_audio_dry_runs_generate_no_demo_data(tmp_path, config, lists):
+    root = tmp_path / "data"
+    code = submit.main([os.path.join(REPO, config), f"data.root={root}",
+                        f"data.train_list={root}/{lists[0]}", f"data.val_list={root}/{lists[1]}",
+                        f"launch.out_dir={tmp_path}/runs", "--dry-run"])
+    assert code == 0 and os.listdir(tmp_path) == []
