@@ -315,7 +315,7 @@ def run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
     env = distributed.setup(cfg.launch.device)
     task = get_task(cfg.task)
     notes = []
-    lock = RunDirLock(run_dir, notes.append).acquire() if env.is_main else None
+    lock = RunDirLock.for_run(run_dir, env, notes.append)
     log = RunLog(run_dir, env.is_main)
     for note in notes:
         log.info(note)

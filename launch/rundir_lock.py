@@ -188,6 +188,26 @@ class RunDirLock:
             except FileNotFoundError:
                 pass
 
+    @classmethod
+    def for_run(cls, run_dir: str, env, log=None) -> Optional["RunDirLock"]:
+        """The main process takes the lock; every process of the run learns whether it got it
+        (so a refusal ends all of them instead of leaving the others waiting)."""
+        lock, refusal = None, None
+        if env.is_main:
+            try:
+                lock = cls(run_dir, log).acquire()
+            except RunDirLocked as err:
+                refusal = err
+        if env.world_size > 1:
+            import torch
+            from . import distributed
+            flag = torch.tensor([1.0 if refusal is not None else 0.0], device=env.device)
+            if distributed.all_reduce_sum(flag).item() > 0 and refusal is None:
+                refusal = RunDirLocked(f"run directory {run_dir} is in use (see the main process)")
+        if refusal is not None:
+            raise refusal
+        return lock
+
     def __enter__(self) -> "RunDirLock":
         return self.acquire()
 
