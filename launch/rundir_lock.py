@@ -6,7 +6,8 @@ background thread rewrites the file's mtime every ``HEARTBEAT_S`` seconds.
 
 A lock that already exists is taken over only when it is certainly dead or certainly ours:
   * it names this process's scheduler job id (``SLURM_JOB_ID``, or ``<array job>_<task>`` for a job
-    array): SLURM requeued this very job, possibly on another node, and the old attempt is gone;
+    array): SLURM requeued this very job, possibly on another node, and the old attempt is gone
+    (unless the holder's pid still runs on this host: then it is a second writer in one allocation);
   * it was written on this host and its pid is no longer alive (a job that crashed or was killed);
   * it was written on another host and its heartbeat is older than ``STALE_S`` seconds (a node
     that died: its job cannot refresh the lock any more).
@@ -40,6 +41,8 @@ class RunDirLocked(ConfigError):
 def own_job_id() -> str:
     """The scheduler's id for this job: stable across a SLURM requeue, "" outside a scheduler."""
     env = os.environ
+    if env.get("SUBMITIT_EXECUTOR") == "local" and env.get("SUBMITIT_LOCAL_JOB_ID"):
+        return f"local:{env['SUBMITIT_LOCAL_JOB_ID']}"  # even inside a SLURM allocation
     if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
         return f"slurm:{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
     if env.get("SLURM_JOB_ID"):
@@ -85,10 +88,12 @@ def describe(holder: dict) -> str:
 
 def stale_reason(holder: dict, job_id: str = "") -> str:
     """Why ``holder`` may be taken over ("" when it is a live other writer)."""
-    if job_id and holder.get("job") == job_id:
-        return f"it names this job ({job_id}), requeued"
     host, pid = holder.get("host"), holder.get("pid")
-    if host == socket.gethostname() and isinstance(pid, int):
+    same_host = host == socket.gethostname() and isinstance(pid, int)
+    if job_id and holder.get("job") == job_id and not (same_host and pid != os.getpid()
+                                                       and _pid_alive(pid)):
+        return f"it names this job ({job_id}), requeued"
+    if same_host:
         if pid == os.getpid():
             return "it names this process"
         if not _pid_alive(pid):

@@ -545,3 +545,13 @@ def test_video_and_audio_dry_runs_generate_no_demo_data(tmp_path, config, lists)
                         f"data.train_list={root}/{lists[0]}", f"data.val_list={root}/{lists[1]}",
                         f"launch.out_dir={tmp_path}/runs", "--dry-run"])
     assert code == 0 and os.listdir(tmp_path) == []
+
+
+def test_same_slurm_job_with_a_live_process_on_this_host_is_a_second_writer(tmp_path, holder, monkeypatch):
+    """Two writers inside one SLURM allocation share the job id: the live pid decides."""
+    proc, run_dir = holder
+    data = json.load(open(run_dir / LOCK))
+    _write_lock(str(run_dir), **{**data, "job": "slurm:99"})
+    monkeypatch.setenv("SLURM_JOB_ID", "99")
+    with pytest.raises(RunDirLocked, match=f"pid {proc.pid}"):
+        RunDirLock(str(run_dir)).acquire()
