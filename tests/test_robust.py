@@ -1,6 +1,5 @@
 """Faults of long runs, created for real: two writers, a full disk, a truncated checkpoint, a
 signal to the launcher, odd image modes, bad videos, and mistakes caught at submission."""
-import contextlib
 import json
 import os
 import signal
@@ -20,7 +19,6 @@ from launch import checkpoint as ckpt
 from launch import submit
 from launch.config import resolve
 from launch.engine import run
-from launch.errors import ConfigError
 from launch.records import upsert_jsonl
 from launch.rundir_lock import LOCK, RunDirLock, RunDirLocked, check_free
 
