@@ -20,6 +20,7 @@ import torchaudio
 from torch.utils.data import Dataset
 
 from launch.data import load_with_standins
+from launch.skips import skip_fields
 from launch.errors import ConfigError
 
 from .demo import CLASSES as DEMO_CLASSES
@@ -129,18 +130,18 @@ class AudioClipDataset(Dataset):
         target[self.items[index][1]] = 1.0
         return target
 
-    def _load(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def _load(self, index: int) -> tuple[torch.Tensor, int, list]:
         return load_with_standins(
             lambda i: self._waveform(self.items[i][0]), lambda i: self.items[i][0], index,
             lambda i, attempt: int(torch.randint(0, len(self.items), ())),
             self.max_retries, "audio", log)
 
     def __getitem__(self, index: int) -> dict:
-        waveform, index, skipped = self._load(index)
+        waveform, index, failures = self._load(index)
         target = self._multi_hot(index)
         if self.wave_mixup > 0 and float(torch.rand(())) < self.wave_mixup:
             other, partner, more = self._load(int(torch.randint(0, len(self.items), ())))
-            skipped += more
+            failures = failures + more
             other = other - other.mean()  # centred before the padding / cut, as Audio-MAE does
             n = waveform.shape[-1]
             other = other[..., :n] if other.shape[-1] >= n else \
@@ -148,7 +149,8 @@ class AudioClipDataset(Dataset):
             lam = float(torch.distributions.Beta(10.0, 10.0).sample())
             waveform = lam * (waveform - waveform.mean()) + (1.0 - lam) * other
             target = lam * target + (1.0 - lam) * self._multi_hot(partner)
-        return {"input": self._fbank(waveform), "target": target, "index": index, "skipped": skipped}
+        return {"input": self._fbank(waveform), "target": target, "index": index,
+                **skip_fields(failures)}
 
 
 def _main(argv=None) -> None:

@@ -55,8 +55,10 @@ class AudioTask(Task):
     primary_metric = "map"
     multilabel = True
     fp32_scores = True   # mAP / AUC / d' rank the scores: bf16 ties them (#14), so never autocast
+    positive_data_fields = ("target_length", "mel_bins", "demo_classes", "demo_clips",
+                            "epoch_samples")
 
-    def prepare(self, cfg) -> None:
+    def prepare(self, cfg, dry_run: bool = False) -> None:
         d = cfg.data
         if not 0.0 <= d.wave_mixup <= 1.0:
             raise ConfigError(f"data.wave_mixup={d.wave_mixup}; it is a probability, valid range [0, 1]")
@@ -69,7 +71,11 @@ class AudioTask(Task):
             if not d.root:
                 raise ConfigError("data.root is empty; the demo needs a folder to write audio into")
             from audio.data import write_demo_audio
-            write_demo_audio(d.root, num_classes=d.demo_classes, clips=d.demo_clips)  # when changed
+            if not dry_run:
+                write_demo_audio(d.root, num_classes=d.demo_classes, clips=d.demo_clips)  # when changed
+            elif not (d.train_list and os.path.isfile(d.train_list)):
+                check_checkpoint(cfg.model.checkpoint, cfg, self)  # the real submission writes the demo set
+                return
         if not os.path.isdir(d.root):
             raise ConfigError(f"data.root {d.root!r} is not a directory of audio files")
         from audio.data import load_audio_list

@@ -19,6 +19,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 
 from launch.data import load_with_standins
+from launch.skips import skip_fields
+from image.modes import to_rgb
 from launch.errors import ConfigError
 from image.synthetic import CLASSES as DEMO_CLASSES  # noqa: F401  (re-exported)
 from image.synthetic import DEFAULT_NUM_CLASSES, demo_picture, write_demo_images  # noqa: F401
@@ -48,9 +50,23 @@ def scan_split(split_dir: Path) -> Tuple[List[str], List[Tuple[str, int]]]:
 
 
 def load_rgb(path: str) -> Image.Image:
-    """Decode fully (convert forces it) so corrupt files fail here, not later in a transform."""
+    """Decode fully (load forces it) so corrupt files fail here, not later in a transform; every
+    mode is converted to 8-bit RGB by value (image/modes.py), or raises UnsupportedMode."""
     with open(path, "rb") as f:
-        return Image.open(f).convert("RGB")
+        image = Image.open(f)
+        image.load()
+        return to_rgb(image)
+
+
+def check_has_images(split_dir: str) -> None:
+    """ConfigError unless some class folder of ``split_dir`` holds an image (stops at the first)."""
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    for name in classes:
+        for _, dirnames, filenames in os.walk(os.path.join(split_dir, name), followlinks=True):
+            if any(_is_image(f) for f in filenames):
+                return
+    raise ConfigError(f"no images found in {str(split_dir)!r} ({len(classes)} class folders); "
+                      f"expected <class>/<image> files with one of the extensions {IMG_EXTENSIONS}")
 
 
 class ImageFolderDataset(Dataset):
@@ -90,16 +106,16 @@ class ImageFolderDataset(Dataset):
     def _load(self, index: int) -> Tuple[Image.Image, int, int]:
         """The image at index, or a random stand-in after failures; returns (image, target, skipped)."""
         # torch's RNG is seeded per sample by the engine, so stand-ins are reproducible
-        image, used, skipped = load_with_standins(
+        image, used, failures = load_with_standins(
             lambda i: load_rgb(self.samples[i][0]), lambda i: self.samples[i][0], index,
             lambda i, attempt: int(torch.randint(len(self.samples), ()).item()),
             self.max_retries, "image", log, ConfigError)
-        return image, self.samples[used][1], skipped
+        return image, self.samples[used][1], failures
 
     def __getitem__(self, index: int) -> dict:
-        img, target, skipped = self._load(index)
+        img, target, failures = self._load(index)
         x = self.transform(img) if self.transform is not None else TF.to_tensor(img)
-        return {"input": x, "target": target, "index": index, "skipped": skipped}
+        return {"input": x, "target": target, "index": index, **skip_fields(failures)}
 
 
 def _main(argv=None) -> None:

@@ -48,12 +48,23 @@ class ImageTask(Task):
     data_schema = ImageData
     model_schema = ImageModel
     primary_metric = "acc1"
+    positive_data_fields = ("img_size", "demo_classes", "demo_train_per_class",
+                            "demo_val_per_class", "demo_size")
 
-    def prepare(self, cfg) -> None:
+    def prepare(self, cfg, dry_run: bool = False) -> None:
+        from image.data import check_has_images
         d = cfg.data
         if not d.root:
             raise ConfigError("data.root is empty; set it to an ImageFolder root (train/, val/)")
+        check_checkpoint(cfg.model.checkpoint, cfg, self)
+        from image.init import INITS
+        if cfg.model.init not in INITS:
+            raise ConfigError(f"model.init must be one of {', '.join(INITS)}, got {cfg.model.init!r}")
+        if d.repeated_aug < 1:
+            raise ConfigError(f"data.repeated_aug must be >= 1, got {d.repeated_aug}")
         if d.demo:
+            if dry_run:  # the real submission generates (or refreshes) the demo set
+                return
             from image.synthetic import write_demo_images
             write_demo_images(d.root, d.demo_classes, d.demo_train_per_class, d.demo_val_per_class,
                               d.demo_size, seed=0)
@@ -62,12 +73,7 @@ class ImageTask(Task):
             if not os.path.isdir(os.path.join(d.root, split)):
                 raise ConfigError(f"data split folder {os.path.join(d.root, split)!r} does not exist "
                                   f"(data.root={d.root!r}, expected <root>/{split}/<class>/<image>)")
-        check_checkpoint(cfg.model.checkpoint, cfg, self)
-        from image.init import INITS
-        if cfg.model.init not in INITS:
-            raise ConfigError(f"model.init must be one of {', '.join(INITS)}, got {cfg.model.init!r}")
-        if d.repeated_aug < 1:
-            raise ConfigError(f"data.repeated_aug must be >= 1, got {d.repeated_aug}")
+            check_has_images(os.path.join(d.root, split))
 
     def load_checkpoint(self, model, source, check_only: bool = False):
         from image.checkpoints import load_image_checkpoint

@@ -97,18 +97,23 @@ def load_with_standins(load: Callable[[int], object], path_of: Callable[[int], s
                        log: logging.Logger, error=RuntimeError):
     """``load(index)``; when the file behind it cannot be read, log it and load a stand-in.
 
-    ``standin(index, attempt)`` picks the next index to try. Returns ``(result, index, skipped)``
-    where ``skipped`` counts the unreadable files passed over: the engine sums it over workers and
-    processes into ``skipped_files``, so a long run reports bad files instead of dying on one.
-    After ``max_retries`` stand-ins in a row fail, ``error`` is raised.
+    ``standin(index, attempt)`` picks the next index to try. Returns ``(result, index, failures)``
+    where ``failures`` lists ``(index, path, reason)`` of the unreadable files passed over (empty
+    when the first read worked). Items carry them as ``launch.skips.skip_fields(failures)``; the
+    engine counts distinct files over workers and processes into ``skipped_files``, so a long run
+    reports bad files instead of dying on one. After ``max_retries`` stand-ins in a row fail,
+    ``error`` is raised.
     """
+    failures = []
     for attempt in range(max_retries + 1):
         try:
-            return load(index), index, attempt
+            return load(index), index, failures
         except Exception as err:  # decoders raise assorted types; one bad file must not end a run
             last = path_of(index)
             detail = str(err).splitlines()[0][:200] if str(err) else ""
-            log.warning("skipping unreadable %s %s (%s: %s)", what, last, type(err).__name__, detail)
+            reason = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+            failures.append((index, str(last), reason))
+            log.warning("skipping unreadable %s %s (%s)", what, last, reason)
             index = standin(index, attempt)
     raise error(f"{max_retries + 1} {what} files in a row could not be read (last: {last}); "
                 f"check the files and the data list")

@@ -33,6 +33,10 @@ from .optim import build_optimizer, set_lr
 from .ra_sampler import train_sampler
 from . import steps as batch_math
 from .runlog import RunLog, fmt, previous_results
+from .rundir_lock import RunDirLock
+from .schedule_record import applied_schedule
+from .skips import SkipCounter
+from .stop import GracefulStop
 from .tasks import get_task
 from . import throughput
 
@@ -90,12 +94,12 @@ def _loader(dataset, sampler, batch_size, workers, drop_last):
 
 
 @torch.no_grad()
-def evaluate(model, task, cfg: Config, dataset, env) -> dict:
+def evaluate(model, task, cfg: Config, dataset, env, log=None) -> dict:
     """Task metrics over the whole evaluation set (gathered from every process)."""
     model.eval()
     sampler = EpochSampler(len(dataset), env.rank, env.world_size, shuffle=False)
     loader = _loader(dataset, sampler, cfg.eval.batch_size, cfg.launch.num_workers, False)
-    scores, targets, index, skipped = [], [], [], 0
+    scores, targets, index, skips = [], [], [], SkipCounter()
     for batch in loader:
         x = batch["input"].to(env.device)
         with _autocast(env.device, "none" if task.fp32_scores else cfg.eval.amp):
@@ -103,13 +107,12 @@ def evaluate(model, task, cfg: Config, dataset, env) -> dict:
         scores.append(out.float())
         targets.append(batch["target"].to(env.device))
         index.append(batch["index"].to(env.device))
-        skipped += int(batch["skipped"].sum())
+        skips.add(batch)
     scores = distributed.gather_cat(torch.cat(scores))
     targets = distributed.gather_cat(torch.cat(targets))
     index = distributed.gather_cat(torch.cat(index))
-    skipped_t = distributed.all_reduce_sum(torch.tensor([skipped], device=env.device))
     metrics = task.metrics(scores.cpu(), targets.cpu(), index.cpu())
-    metrics["skipped_files"] = int(skipped_t.item())
+    metrics.update(skips.report(log and log.info, log and log.named_files))
     return metrics
 
 
@@ -145,7 +148,8 @@ def epoch_sums(state, start_step: int) -> dict:
     return state.get("epoch_sums") or {}
 
 
-def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=None):
+def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=None,
+          stopper: GracefulStop = None):
     """Fine-tune with merging at ``tome.r``; returns the (possibly EMA) evaluation weights."""
     t = cfg.train
     train_set = task.build_dataset(cfg, train=True)
@@ -185,15 +189,16 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
     log.info(f"training {t.epochs} epochs x {steps_per_epoch} steps, lr {base_lr:.3g}, "
              f"effective batch {eff_batch}, r={model.r}")
 
+    saver = ckpt.Saver(log.run_dir, log.info)
+    stopper = stopper or GracefulStop()
+
     def save(epoch, step, done=False, sums=None):
-        sums = {} if sums is None else sums
         if env.is_main:
-            ckpt.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                              "ema": ema.shadow if ema is not None else {}, "epoch": epoch,
-                              "step": step, "train_done": done, "config": cfg.to_dict(),
-                              "epoch_sums": sums},
-                             os.path.join(log.run_dir, ckpt.LAST))
+            saver.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                        "ema": ema.shadow if ema is not None else {}, "epoch": epoch,
+                        "step": step, "train_done": done, "config": cfg.to_dict(),
+                        "epoch_sums": {} if sums is None else sums}, final=done)
         distributed.barrier()
 
     steps_run = 0
@@ -207,6 +212,7 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
         if epoch == start_epoch and before and env.is_main:  # added once, on one process
             totals += torch.tensor(before["totals"], device=env.device)
             prior_seconds = before["seconds"]
+        skips = SkipCounter()
         epoch_start = time.time()
         progress = log.progress(f"epoch {epoch + 1}/{t.epochs}", steps_per_epoch, first)
         for i, batch in enumerate(loader, start=first):
@@ -237,6 +243,7 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
                 if ema is not None:
                     ema.update(model)
             totals += torch.tensor([loss.item(), 1.0, float(batch["skipped"].sum())], device=env.device)
+            skips.add(batch)
             step_1000x = int((epoch + (i + 1) / steps_per_epoch) * 1000)
             log.scalars({"train/loss": loss.item(), "train/lr": lr}, step_1000x)
             steps_run += 1
@@ -247,26 +254,32 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
                 save(epoch, i + 1, sums=partial_sums(totals, prior_seconds + time.time() - epoch_start))
             if stop_after_steps is not None and steps_run >= stop_after_steps:
                 raise Interrupted(f"stopped after {steps_run} steps (test hook)")
+            if last_micro and i + 1 < steps_per_epoch and stopper.agreed(env.world_size, env.device):
+                save(epoch, i + 1, sums=partial_sums(totals, prior_seconds + time.time() - epoch_start))
+                raise stopper.stop(f"at epoch {epoch + 1} step {i + 1}, checkpoint saved")
         progress.close()
         distributed.all_reduce_sum(totals)
         seconds = prior_seconds + time.time() - epoch_start
         record = {"epoch": epoch + 1, "train_loss": (totals[0] / totals[1]).item(), "lr": lr,
                   "epoch_seconds": seconds, "skipped_files": int(totals[2].item()), "r": cfg.tome.r}
+        record.update(skips.report(log.info, log.named_files))
         done = epoch + 1 == t.epochs
         if (t.eval_every and (epoch + 1) % t.eval_every == 0) or done:
             eval_model = _with_weights(model, ema, cfg.eval.use_ema)
-            metrics = evaluate(eval_model, task, interim_cfg, val_set, env)
+            metrics = evaluate(eval_model, task, interim_cfg, val_set, env, log)
             if eval_model is not model:
                 del eval_model
             record.update({f"eval_{k}": v for k, v in metrics.items()})
             log.scalars({f"eval/{k}": v for k, v in metrics.items()}, (epoch + 1) * 1000)
         log.scalars({"train/epoch_seconds": seconds, "train/skipped_files": record["skipped_files"]},
                     (epoch + 1) * 1000)
-        log.jsonl("log.jsonl", record)
+        log.jsonl("log.jsonl", record, key=("epoch",))
         log.info(f"epoch {epoch + 1}/{t.epochs} " + fmt(record, ["train_loss", "lr", "epoch_seconds",
                                                                 f"eval_{task.primary_metric}",
                                                                 "skipped_files"]))
         save(epoch + 1, 0, done)
+        if not done and stopper.agreed(env.world_size, env.device):
+            raise stopper.stop(f"after epoch {epoch + 1}, checkpoint saved")
     if env.world_size > 1:
         del net
     return _with_weights(model, ema, cfg.eval.use_ema)
@@ -281,7 +294,7 @@ def _with_weights(model, ema, use_ema: bool):
     return clone
 
 
-def evaluate_sweep(model, task, cfg: Config, env, log: RunLog) -> list:
+def evaluate_sweep(model, task, cfg: Config, env, log: RunLog, stopper: GracefulStop = None) -> list:
     """Metrics, throughput, GFLOPs and tokens left at every ``tome.eval_r``."""
     dataset = task.build_dataset(cfg, train=False)
     shape = task.input_shape(cfg)
@@ -298,8 +311,10 @@ def evaluate_sweep(model, task, cfg: Config, env, log: RunLog) -> list:
         if key in done:
             rows.append(done[key])
             continue
+        if stopper is not None and stopper.agreed(env.world_size, env.device):
+            raise stopper.stop(f"before evaluating r={r}, {len(rows)} row(s) kept")
         model.r = schedule(cfg.tome, r)
-        metrics = evaluate(model, task, cfg, dataset, env)
+        metrics = evaluate(model, task, cfg, dataset, env, log)
         if env.is_main:
             tokens = throughput.call_tokens(model.eval(), torch.zeros(1, *shape, device=env.device))
             speed = speeds.get(key, {})
@@ -307,9 +322,11 @@ def evaluate_sweep(model, task, cfg: Config, env, log: RunLog) -> list:
                    "throughput": speed.get("throughput"), **{k: v for k, v in speed.items() if k != "throughput"},
                    "gflops": model_gflops(model, tokens_in, tokens),
                    "tokens_in": tokens_in, "tokens_out": tokens[-1], "device": str(env.device),
-                   "amp": cfg.eval.amp}
+                   "amp": cfg.eval.amp,
+                   **applied_schedule(schedule(cfg.tome, r), _num_layers(model), tokens_in, tokens,
+                                      log)}
             rows.append(row)
-            log.jsonl("results.jsonl", row)
+            log.jsonl("results.jsonl", row, key=("r",))
             step = r if isinstance(r, int) else sum(r)
             log.scalars({f"sweep/{k}": v for k, v in row.items() if k not in ("r",)}, step)
             log.info(f"eval r={r}: " + fmt(row, [task.primary_metric, "throughput", "gflops",
@@ -321,7 +338,12 @@ def run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
     """Train (if asked) and evaluate one config in ``run_dir``; resumable."""
     env = distributed.setup(cfg.launch.device)
     task = get_task(cfg.task)
+    notes = []
+    lock = RunDirLock.for_run(run_dir, env, notes.append)
     log = RunLog(run_dir, env.is_main)
+    for note in notes:
+        log.info(note)
+    stopper = GracefulStop(log.info, run_dir).__enter__()
     try:
         if env.is_main:
             from .config import save as save_config
@@ -330,7 +352,7 @@ def run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
         model = task.build_model(cfg)
         task.patch(model, cfg)
         model.to(env.device)
-        state = ckpt.load_last(run_dir)
+        state = ckpt.load_last(run_dir, log.info, clean=env.is_main)
         log.info(f"{cfg.task} run {run_dir} on {env.device} x {env.world_size}: "
                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
         if cfg.train.epochs > 0:
@@ -339,8 +361,8 @@ def run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
                 if cfg.eval.use_ema and state.get("ema"):
                     model.load_state_dict(state["ema"])
             else:
-                model = train(model, task, cfg, env, log, state, stop_after_steps)
-        rows = evaluate_sweep(model, task, cfg, env, log)
+                model = train(model, task, cfg, env, log, state, stop_after_steps, stopper)
+        rows = evaluate_sweep(model, task, cfg, env, log, stopper)
         if env.is_main:
             main_row = next((row for row in rows if row["r"] == cfg.tome.r), rows[0] if rows else {})
             log.scalars({"speed/throughput": main_row.get("throughput") or 0.0,
@@ -356,5 +378,8 @@ def run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
                 f.write("ok\n")
         return rows
     finally:
+        stopper.__exit__()
         log.close()
         distributed.cleanup()
+        if lock is not None:
+            lock.release()

@@ -33,8 +33,13 @@ def main(argv=None) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     from launch.engine import run
+    from launch.rundir_lock import RunDirLocked
     only = plan[0][0]
-    run(only.cfg, args.run_dir or only.run_dir)
+    try:
+        run(only.cfg, args.run_dir or only.run_dir)
+    except RunDirLocked as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -3,8 +3,12 @@
 Files in a run directory:
   config.yaml     the resolved config
   log.txt         human-readable progress
-  log.jsonl       one JSON object per epoch (train stats and evaluation at the training r)
-  results.jsonl   one JSON object per evaluated r: metrics, throughput, GFLOPs, tokens left
+  log.jsonl       one JSON object per epoch (train stats and evaluation at the training r);
+                  one per epoch even when an epoch is redone after a preemption
+  results.jsonl   one JSON object per evaluated r: metrics, throughput, GFLOPs, tokens left,
+                  r_requested / r_applied per layer, skipped_files (distinct) and standins
+  .lock           the job that writes this directory (launch/rundir_lock.py)
+  checkpoint.pth, checkpoint.prev.pth   the two newest checkpoints (launch/checkpoint.py)
   tb/             TensorBoard events with the same tags in every modality:
                   train/loss, train/lr, eval/<metric>, speed/throughput, tome/r, tome/tokens_out,
                   tome/gflops, and sweep/<metric> over r (step = r) for the evaluation sweep.
@@ -23,6 +27,7 @@ class RunLog:
         self.run_dir, self.enabled = run_dir, enabled
         self.writer = None
         self.start = time.time()
+        self.named_files: set = set()  # unreadable files already named in log.txt
         if enabled:
             os.makedirs(run_dir, exist_ok=True)
             from torch.utils.tensorboard import SummaryWriter
@@ -46,8 +51,15 @@ class RunLog:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(f"{prefix}{key}", value, step)
 
-    def jsonl(self, name: str, record: dict) -> None:
+    def jsonl(self, name: str, record: dict, key=None) -> None:
+        """Append ``record``; with ``key`` (field names) replace the record with the same key."""
         if not self.enabled:
+            return
+        if key:
+            from .records import upsert_jsonl
+            if upsert_jsonl(os.path.join(self.run_dir, name), record, key):
+                self.info(f"{name}: replaced the earlier record of " +
+                          ", ".join(f"{k}={record.get(k)}" for k in key) + " (a retried write)")
             return
         with open(os.path.join(self.run_dir, name), "a") as f:
             f.write(json.dumps(record) + "\n")

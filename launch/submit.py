@@ -25,7 +25,9 @@ if __package__ in (None, ""):  # `python launch/submit.py` from a checkout
 from launch.config import load_yaml, parse_override, set_dotted  # noqa: E402
 from launch.errors import ConfigError  # noqa: E402
 from launch.job import Job  # noqa: E402
+from launch.local_jobs import LauncherStopped, SignalForwarder  # noqa: E402
 from launch.plan import expand  # noqa: E402
+from launch.precheck import check_plan  # noqa: E402
 from launch.tasks import get_task  # noqa: E402
 
 
@@ -72,14 +74,32 @@ def _stream(job, poll: float = 1.0) -> None:
                 chunk = f.read()
                 seen += len(chunk)
             if chunk:
-                print(chunk, end="", flush=True)
+                try:
+                    print(chunk, end="", flush=True)
+                except OSError:  # the terminal closed: keep following the job
+                    pass
         if finished:
             break
         time.sleep(poll)
     job.results()  # re-raises the error of any task, with its traceback
 
 
-def build_plan(config_path: str, overrides):
+def _run_local(executor, run):
+    """One local job, streamed; SIGINT/SIGTERM/SIGHUP stop it at its next checkpoint first."""
+    with SignalForwarder(run.run_dir) as forwarder:
+        job = forwarder.submit(executor, Job(), run.cfg.to_dict(), run.run_dir)
+        print(f"=== {run.run_dir} (job {job.job_id})", flush=True)
+        try:
+            _stream(job)
+        except Exception:
+            if not forwarder.stopped:
+                raise
+        if forwarder.stopped:
+            raise LauncherStopped(forwarder.signum)
+    return job
+
+
+def build_plan(config_path: str, overrides, dry_run: bool = False):
     raw = load_yaml(config_path)
     for text in overrides:
         key, value = parse_override(text)
@@ -87,13 +107,14 @@ def build_plan(config_path: str, overrides):
     plan = expand(raw)
     for stage in plan:
         for run in stage:
-            get_task(run.cfg.task).prepare(run.cfg)
+            get_task(run.cfg.task).prepare(run.cfg, dry_run=dry_run)  # a dry run writes nothing
+    check_plan(plan)
     return plan
 
 
 def submit(config_path: str, overrides=(), cluster: str = None, dry_run: bool = False,
            compare: bool = True) -> list:
-    plan = build_plan(config_path, overrides)
+    plan = build_plan(config_path, overrides, dry_run)
     first = plan[0][0].cfg
     cluster = pick_cluster(cluster or first.launch.cluster)
     root = os.path.join(first.launch.out_dir, first.name)
@@ -122,12 +143,12 @@ def submit(config_path: str, overrides=(), cluster: str = None, dry_run: bool = 
             continue
         for r in runs:  # local / debug: one run at a time on this machine
             executor = make_executor(r.cfg, cluster, folder)
-            job = executor.submit(Job(), r.cfg.to_dict(), r.run_dir)
-            print(f"=== {r.run_dir} (job {job.job_id})", flush=True)
             if cluster == "debug":
+                job = executor.submit(Job(), r.cfg.to_dict(), r.run_dir)
+                print(f"=== {r.run_dir} (job {job.job_id})", flush=True)
                 job.result()
             else:
-                _stream(job)
+                job = _run_local(executor, r)
             jobs.append(job)
     if cluster != "slurm" and compare:
         from launch.compare import write_report
@@ -157,6 +178,9 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    except LauncherStopped as err:
+        print(f"launcher: {err}", file=sys.stderr)
+        return 128 + err.signum
     return 0
 
 

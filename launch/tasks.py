@@ -24,9 +24,12 @@ class Task:
     primary_metric: str = "acc1"   # what compare.py and "best" checkpoints rank by
     multilabel: bool = False       # targets are multi-hot (BCE) rather than class ids
     fp32_scores: bool = False      # evaluation scores computed without autocast, whatever eval.amp
+    positive_data_fields: tuple = ()  # data sizes checked at submission (launch/precheck.py)
 
-    def prepare(self, cfg) -> None:
-        """Before submission: generate demo data if asked, check every path (ConfigError)."""
+    def prepare(self, cfg, dry_run: bool = False) -> None:
+        """Before submission: generate demo data if asked, check every path (ConfigError).
+        With ``dry_run`` nothing is written: checks that need data still to be generated are
+        skipped."""
 
     def build_dataset(self, cfg, train: bool) -> torch.utils.data.Dataset:
         raise NotImplementedError

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from launch.data import load_with_standins
+from launch.skips import skip_fields
 from launch.errors import ConfigError
 
 from . import transforms as T
@@ -180,7 +181,7 @@ class VideoClipDataset(Dataset):
         temporal_idx, spatial_idx = divmod(view, self.num_spatial_crops)
         if self.train:
             temporal_idx = -1
-        clips, video, attempt = load_with_standins(
+        clips, video, failures = load_with_standins(
             lambda v: self._decode(self.videos[v][0], temporal_idx, self.repeat_aug),
             lambda v: self.videos[v][0], video, lambda v, a: self._replacement(item, v, a),
             self.max_retries, "video", log)
@@ -190,7 +191,7 @@ class VideoClipDataset(Dataset):
         else:
             views = [self._eval_view(clips[0], spatial_idx)]
         x = views[0] if len(views) == 1 else torch.stack(views)
-        return {"input": x, "target": label, "index": video, "skipped": attempt}
+        return {"input": x, "target": label, "index": video, **skip_fields(failures)}
 
 
 def aggregate_views(scores: torch.Tensor, video_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

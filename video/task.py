@@ -57,15 +57,22 @@ class VideoTask(Task):
     data_schema = VideoData
     model_schema = VideoModel
     primary_metric = "acc1"
+    positive_data_fields = ("num_frames", "sampling_rate", "crop_size", "num_temporal_clips",
+                            "num_spatial_crops", "repeat_aug", "demo_classes")
 
-    def prepare(self, cfg) -> None:
+    def prepare(self, cfg, dry_run: bool = False) -> None:
         d = cfg.data
         if d.demo:
             if not d.root:
                 raise ConfigError("data.root is empty; the demo needs a folder to write videos into")
             from video.data import write_demo_videos
-            write_demo_videos(d.root, num_classes=d.demo_classes,  # rewritten when settings change
-                              videos_per_class=(d.demo_train_per_class, d.demo_val_per_class))
+            if not dry_run:
+                write_demo_videos(d.root, num_classes=d.demo_classes,  # rewritten when settings change
+                                  videos_per_class=(d.demo_train_per_class, d.demo_val_per_class))
+            elif not (os.path.isfile(os.path.join(d.root, "train.csv")) and
+                      os.path.isfile(os.path.join(d.root, "val.csv"))):
+                check_checkpoint(cfg.model.checkpoint, cfg, self)  # the real submission writes the demo set
+                return
         if not os.path.isdir(d.root):
             raise ConfigError(f"data.root {d.root!r} is not a directory of videos")
         from video.data import load_video_list
