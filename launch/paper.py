@@ -9,6 +9,8 @@ from __future__ import annotations
 
 SOURCE_IMAGES = "ToMe paper / official README (ImageNet-1k val, V100 fp32)"
 SOURCE_ABSTRACT = "ToMe paper abstract (approximate)"
+SOURCE_POLLARD = ("Pollard & Wray, Video, How Do Your Tokens Merge? (CVPRW 2025), "
+                  "sjpollard/video-how-do-your-tokens-merge assets/table.png (K400 column, 'merge' row)")
 
 # id: (description, metric, base value, base throughput, r, ToMe value, ToMe throughput, source)
 ROWS = {
@@ -32,6 +34,15 @@ ROWS = {
     # Audio: Audio-MAE ViT-B AS-2M 47.3 mAP; trained with ToMe about 2x throughput at -0.4 mAP.
     "audiomae_vit_b_as2m": ("Audio-MAE ViT-B AS-2M (ToMe, audio)", "map", 47.3, 1.0, None, 46.9, 2.0,
                             SOURCE_ABSTRACT),
+    # Training-free merging on VideoMAE-B fine-tuned on K400, r=150 per layer. Their protocol differs
+    # from ours: 16 frames at sampling rate 1, one view (configs/videomae/kinetics/
+    # tome_VideoMAE_B_16_224_K400.yaml), proportional attention off (experiments.sh
+    # TOME.PROP_ATTN False), so compare the speed-up and the drop, not the top-1 itself.
+    "videomae_vitb_k400_offshelf": ("VideoMAE ViT-B K400 off-the-shelf (16x1, 1 view, no prop. attn)",
+                                    "acc1", 62.09, 186.72, 150, 56.10, 476.28, SOURCE_POLLARD),
+    # FastAST (arXiv 2406.07676) merges in AST but reports AudioSet-20K/ESC-50/Speech Commands models
+    # trained with ToMe; no off-the-shelf AS-2M number for MIT/ast-finetuned-audioset-10-10-0.4593,
+    # so there is no row for it.
 }
 
 
