@@ -78,7 +78,8 @@ def make_step(model, x, step: str, dtype: torch.dtype, device: torch.device):
 def measure(models: dict, batch: int, args, device, dtype) -> dict:
     """Samples/s of each model. Repetitions are interleaved (one timed call of each model per
     round) so that drift in the machine's state hits all models alike; medians per model."""
-    x = torch.randn(batch, 3, args.img_size, args.img_size, device=device)
+    shape = getattr(args, "input_shape", None) or (3, args.img_size, args.img_size)
+    x = torch.randn(batch, *shape, device=device)
     steps = {name: make_step(model, x, args.step, dtype, device) for name, model in models.items()}
     for fn in steps.values():
         median_seconds(fn, 0, args.warmup, device)
@@ -107,6 +108,9 @@ def search_batch(model, args, device, dtype) -> int:
 
 
 def build(args, device):
+    if args.model.startswith("hf:"):  # transformers video/audio classifiers (launch/bench_hf.py)
+        from launch.bench_hf import build as build_hf
+        return build_hf(args, device)
     kwargs = {"img_size": args.img_size} if args.img_size else {}
     base = timm.create_model(args.model, pretrained=False, **kwargs).to(device)
     args.img_size = base.patch_embed.img_size[0]
@@ -144,8 +148,8 @@ def main(argv=None) -> dict:
     models, merged, rs = build(args, device)
     batch = search_batch(models["unmerged"], args, device, dtype) if args.batch == "search" else int(args.batch)
     speeds = measure(models, batch, args, device, dtype)
-    tokens_in = merged.patch_embed.num_patches + merged.num_prefix_tokens
-    tokens = merged._tome.expected_tokens(tokens_in, len(merged.blocks))
+    tokens_in = getattr(args, "tokens_in", None) or merged.patch_embed.num_patches + merged.num_prefix_tokens
+    tokens = merged._tome.expected_tokens(tokens_in, len(rs))
     gflops = {"unmerged": model_gflops(merged, tokens_in, [tokens_in] * len(rs)),
               "merged": model_gflops(merged, tokens_in, tokens)}
     gflops["limit"] = gflops["merged"]

@@ -98,3 +98,30 @@ def test_directory_without_config_is_not_a_transformers_source(tmp_path):
     assert not is_transformers_source(str(tmp_path))
     assert is_transformers_source("hf-hub:MCG-NJU/videomae-base-finetuned-kinetics")
     assert not is_transformers_source(None)
+
+
+@pytest.mark.parametrize("name", ["videomae_b", "ast"])
+def test_bench_limit_model_keeps_the_merged_token_counts(name, monkeypatch):
+    """bench --model hf:<name>: the limit drops as many tokens per layer as merging removes."""
+    import argparse
+
+    from launch import bench_hf
+    tiny = {"videomae_b": (transformers.VideoMAEForVideoClassification(transformers.VideoMAEConfig(
+                image_size=32, patch_size=8, num_frames=4, num_labels=5, **SMALL)), "video"),
+            "ast": (transformers.ASTForAudioClassification(transformers.ASTConfig(
+                max_length=96, num_mel_bins=56, num_labels=6, **SMALL)), "spectrogram")}
+    monkeypatch.setattr(bench_hf, "_network", lambda n: tiny[n])
+    args = argparse.Namespace(model=f"hf:{name}", r=4, inflection=None)
+    models, merged, rs = bench_hf.build(args, torch.device("cpu"))
+    layers = (models["limit"].net.videomae.encoder.layer if name == "videomae_b"
+              else models["limit"].net.audio_spectrogram_transformer.layers)
+    counts = []
+    hooks = [layer.register_forward_hook(lambda m, i, o: counts.append(o.shape[1])) for layer in layers]
+    x = torch.randn(2, *args.input_shape)
+    with torch.no_grad():
+        merged(x)
+        out = models["limit"](x)
+    for h in hooks:
+        h.remove()
+    assert counts == merged._tome.tokens
+    assert out.shape[0] == 2 and args.tokens_in == (32 if name == "videomae_b" else 47)
