@@ -291,3 +291,22 @@ def test_unsupported_inputs_fail_clearly():
 def test_import_tome_does_not_import_transformers():
     code = "import sys, tome; tome.patch.timm; assert 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_repatch_keeps_the_schedule_and_changes_options():
+    model = tome.patch.transformers(make("vit"))
+    model.r = 3
+    tome.patch.transformers(model, trace_source=True)
+    assert model.r == 3 and model._tome.trace_source
+    assert model.vit._tome is model._tome and model.vit.layers[0]._tome is model._tome
+
+
+def test_model_keeps_no_tensors_between_calls_except_the_recorded_results():
+    """Sizes flow as values: only record() writes per-call results (size, source, tokens)."""
+    model = tome.patch.transformers(_randomise(make("videomae")))
+    model.r = 4
+    before = {k for m in model.modules() for k in vars(m)}
+    with torch.no_grad():
+        model(inputs("videomae"))
+    after = {k for m in model.modules() for k in vars(m)}
+    assert after == before
