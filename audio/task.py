@@ -36,7 +36,8 @@ class AudioData:
 @dataclass
 class AudioModel:
     variant: str = "b"                   # micro | tiny | s | b | l
-    checkpoint: Optional[str] = None     # Audio-MAE pretrained / fine-tuned .pth, or ours
+    checkpoint: Optional[str] = None     # Audio-MAE pretrained / fine-tuned .pth, ours, or a
+                                         # transformers AST: hf-hub:<org>/<name> or its directory
     num_classes: int = 527
     patch: int = 16
     drop_path: float = 0.1
@@ -88,7 +89,9 @@ class AudioTask(Task):
         if masking and cfg.train.epochs > 0 and (cfg.tome.band or cfg.tome.window):
             raise ConfigError("tome.band/window label the full token grid; they cannot be combined "
                               "with model.mask_t_prob/mask_f_prob while training")
-        check_checkpoint(cfg.model.checkpoint, cfg, self)
+        from launch.hf_models import is_transformers_source
+        if not is_transformers_source(cfg.model.checkpoint):  # a transformers model directory
+            check_checkpoint(cfg.model.checkpoint, cfg, self)
 
     def load_checkpoint(self, model, source, check_only: bool = False):
         from audio.checkpoint import load_audiomae_checkpoint
@@ -113,6 +116,9 @@ class AudioTask(Task):
     def build_model(self, cfg):
         from audio.model import build_audio_vit, load_audiomae_checkpoint
         m, d = cfg.model, cfg.data
+        from launch.hf_models import is_transformers_source, load_classifier
+        if is_transformers_source(m.checkpoint):  # a published AST: the publisher's module
+            return load_classifier(m.checkpoint, "spectrogram", m.num_classes)
         model = build_audio_vit(m.variant, num_classes=m.num_classes, target_length=d.target_length,
                                 mel_bins=d.mel_bins, patch=m.patch, drop_path=m.drop_path,
                                 mask_t_prob=m.mask_t_prob, mask_f_prob=m.mask_f_prob)
@@ -122,6 +128,10 @@ class AudioTask(Task):
 
     def patch(self, model, cfg):
         t = cfg.tome
+        from launch.hf_models import TransformersClassifier
+        if isinstance(model, TransformersClassifier):
+            return tome.patch.transformers(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
+                                           matching=t.matching, band=t.band, window=t.window)
         return tome.patch.audio(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
                                 matching=t.matching, distance=t.distance, band=t.band,
                                 window=t.window)

@@ -86,6 +86,9 @@ def _task_model(name: str):
 
 
 def build(args, device):
+    if args.model.startswith("hf:"):  # transformers video/audio classifiers (launch/bench_hf.py)
+        from launch.bench_hf import build as build_hf
+        return build_hf(args, device)
     r = (args.r, args.inflection) if args.inflection is not None else args.r
     if args.model.startswith(TASK_MODELS):
         task, cfg = _task_model(args.model)
@@ -135,8 +138,8 @@ def main(argv=None) -> dict:
     batch = search_batch(models["unmerged"], args, device, dtype) if args.batch == "search" else int(args.batch)
     stats = measure(models, batch, args, device, dtype)
     speeds = {name: s["throughput"] for name, s in stats.items()}
-    tokens_in = merged.patch_embed.num_patches + merged.num_prefix_tokens
-    tokens = merged._tome.expected_tokens(tokens_in, len(merged.blocks))
+    tokens_in = getattr(args, "tokens_in", None) or merged.patch_embed.num_patches + merged.num_prefix_tokens
+    tokens = merged._tome.expected_tokens(tokens_in, len(rs))
     gflops = {"unmerged": model_gflops(merged, tokens_in, [tokens_in] * len(rs)),
               "merged": model_gflops(merged, tokens_in, tokens)}
     gflops["limit"] = model_gflops(merged, tokens_in, tokens, matching=False)  # drops tokens for free

@@ -50,6 +50,8 @@ def vit_macs(dim: int, mlp_hidden: int, tokens_in: int, tokens: Sequence[int], e
 
 
 def _dims(model: torch.nn.Module):
+    if hasattr(model, "_tome_dims"):  # transformers models (tome.patch.transformers)
+        return model._tome_dims()
     if hasattr(model, "blocks"):  # timm
         blk = model.blocks[0]
         proj = model.patch_embed.proj

@@ -18,12 +18,14 @@ from .paint import groups_on_grid, paint_groups
 
 
 def band_labels(grid: Sequence[int], prefix: int, band: Optional[int] = None,
-                window: Optional[int] = None) -> Optional[torch.Tensor]:
+                window: Optional[int] = None, freq_major: bool = False) -> Optional[torch.Tensor]:
     """[prefix + time*freq] labels: tokens merge only with tokens of the same label.
 
-    band: frequency patches per band; window: time patches per window. The even/odd split of the
-    matching puts all tokens of a one-patch-wide band in the same set, so a band must span at
-    least two frequency patches.
+    band: frequency patches per band; window: time patches per window. ``grid`` is (time, freq);
+    tokens are ordered time-major (Audio-MAE: ``t * F + f``) or, with ``freq_major``,
+    frequency-major (AST: ``f * T + t``). Every label must hold tokens of both sets of the
+    even/odd split, or nothing in it could merge: on Audio-MAE's grid (8 frequency patches) a
+    one-patch band fails that, so a band must span at least two frequency patches there.
     """
     if band is None and window is None:
         return None
@@ -32,14 +34,19 @@ def band_labels(grid: Sequence[int], prefix: int, band: Optional[int] = None,
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or not 1 <= value <= limit):
             raise ValueError(f"{name} must be an integer in [1, {limit}] patches, got {value!r}")
-    if band == 1:
-        raise ValueError("band must span at least 2 frequency patches, got 1 "
-                         "(one-patch bands never hold a bipartite pair)")
     t = torch.arange(n_time)[:, None].expand(n_time, n_freq)
     f = torch.arange(n_freq)[None, :].expand(n_time, n_freq)
     n_bands = -(-n_freq // band) if band else 1
     labels = (t // window if window else torch.zeros_like(t)) * n_bands + (f // band if band else 0)
-    return torch.cat([torch.full((prefix,), -1), labels.flatten()])
+    labels = labels.t().flatten() if freq_major else labels.flatten()
+    parity = (torch.arange(labels.numel()) + prefix) % 2
+    for label in labels.unique():
+        if parity[labels == label].unique().numel() < 2:
+            what = f"band={band}" if band is not None else f"window={window}"
+            raise ValueError(f"{what} leaves a group of tokens all in one set of the even/odd split "
+                             f"(no pair can merge); a band must span at least 2 frequency patches "
+                             f"on this grid")
+    return torch.cat([torch.full((prefix,), -1), labels])
 
 
 def patch_audio(model, trace_source: bool = False, prop_attn: bool = True,

@@ -31,6 +31,8 @@ class VideoData:
     random_erase: float = 0.0            # training: probability of erasing one box through the clip
     random_erase_mode: str = "pixel"     # pixel | rand | const (fill of the erased box)
     random_erase_count: int = 1          # at most this many boxes (1..count drawn per clip)
+    mean: Optional[list] = None          # per-channel normalisation (null: MAE-ST's 0.45)
+    std: Optional[list] = None           # (null: MAE-ST's 0.225)
     demo: bool = False                   # generate the synthetic moving-shapes set into root
     demo_classes: int = 4
     demo_train_per_class: int = 16
@@ -40,7 +42,8 @@ class VideoData:
 @dataclass
 class VideoModel:
     variant: str = "l"                   # micro | tiny | b | l | h
-    checkpoint: Optional[str] = None     # MAE-ST .pyth (pretrained or fine-tuned) or our checkpoint
+    checkpoint: Optional[str] = None     # MAE-ST .pyth (pretrained or fine-tuned), our checkpoint, or a
+                                         # transformers model: hf-hub:<org>/<name> or its directory
     num_classes: int = 400
     tubelet: int = 2
     patch: int = 16
@@ -78,7 +81,9 @@ class VideoTask(Task):
         from video.data import load_video_list
         for _, path in required_lists(cfg, "a Kinetics CSV of 'path label' lines"):
             load_video_list(path, d.root)  # missing file, empty list or bad line: ConfigError
-        check_checkpoint(cfg.model.checkpoint, cfg, self)
+        from launch.hf_models import is_transformers_source
+        if not is_transformers_source(cfg.model.checkpoint):  # a transformers model directory
+            check_checkpoint(cfg.model.checkpoint, cfg, self)
 
     def load_checkpoint(self, model, source, check_only: bool = False):
         from video.checkpoint import load_mae_st_checkpoint
@@ -88,7 +93,8 @@ class VideoTask(Task):
         from video.data import VideoClipDataset
         d = cfg.data
         common = dict(num_frames=d.num_frames, sampling_rate=d.sampling_rate, crop_size=d.crop_size,
-                      target_fps=d.target_fps)
+                      target_fps=d.target_fps,
+                      **{k: getattr(d, k) for k in ("mean", "std") if getattr(d, k) is not None})
         if train:
             return VideoClipDataset(d.train_list, d.root, True, rand_augment=d.rand_augment,
                                     repeat_aug=d.repeat_aug, hflip=d.hflip,
@@ -100,6 +106,9 @@ class VideoTask(Task):
     def build_model(self, cfg):
         from video.model import build_video_vit, load_mae_st_checkpoint
         m, d = cfg.model, cfg.data
+        from launch.hf_models import is_transformers_source, load_classifier
+        if is_transformers_source(m.checkpoint):  # a published VideoMAE: the publisher's module
+            return load_classifier(m.checkpoint, "video", m.num_classes)
         model = build_video_vit(m.variant, m.num_classes, num_frames=d.num_frames, img_size=d.crop_size,
                                 tubelet=m.tubelet, patch=m.patch, drop_path=m.drop_path,
                                 head_drop=m.head_drop)
@@ -109,6 +118,10 @@ class VideoTask(Task):
 
     def patch(self, model, cfg):
         t = cfg.tome
+        from launch.hf_models import TransformersClassifier
+        if isinstance(model, TransformersClassifier):
+            return tome.patch.transformers(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
+                                           matching=t.matching)
         return tome.patch.video(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
                                 matching=t.matching, distance=t.distance)
 
