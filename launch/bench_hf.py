@@ -69,11 +69,9 @@ def build(args, device):
     merged = tome.patch.transformers(copy.deepcopy(base))
     merged.r = r
     protected = merged._tome.protected
-    with torch.no_grad():
-        merged.r = 0
+    with torch.no_grad(), tome.trace() as t:
         merged(torch.zeros(1, *args.input_shape, device=device))
-        args.tokens_in = merged._tome.tokens[0]
-        merged.r = r
+    args.tokens_in = t.tokens_in
     limit = copy.deepcopy(base)
     limit_layers = limit.net.videomae.encoder.layer if videomae else limit.net.audio_spectrogram_transformer.layers
     for layer, layer_r in zip(limit_layers, rs):

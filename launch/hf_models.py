@@ -24,11 +24,11 @@ LAYOUTS = ("image", "video", "spectrogram")
 def fetch(source: str) -> str:
     """A local directory for ``source``: a hub repository's snapshot, or the directory itself.
 
-    The one place that downloads; it is switched to ``launch.weights.fetch`` where that exists.
+    Downloads go through ``launch.weights`` (one cache, one process per node, offline afterwards).
     """
     if source.startswith(HUB):
-        from huggingface_hub import snapshot_download
-        return snapshot_download(source[len(HUB):])
+        from launch.weights import fetch as fetch_weights
+        return fetch_weights(source)
     return source
 
 

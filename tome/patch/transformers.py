@@ -36,8 +36,8 @@ import torch.utils.checkpoint
 
 from ..attention import attend, pick_metric, size_bias
 from ..merge import merge_step
-from ..state import ToMeInfo
-from .common import ScheduleProperty
+from ..state import ToMeInfo, record
+from .common import ScheduleProperty, init_state, run_block
 
 _CLASSES: dict = {}
 FAMILIES = ("vit", "deit", "vitmae", "videomae", "ast")
@@ -80,7 +80,7 @@ def _merge(info, x, metric, r, size, source, groups):
     if r <= 0:
         return x, size, source, groups
     return merge_step(x, metric, r, size, source, groups, protected=info.protected, mode=info.mode,
-                      matching=info.matching)
+                      matching=info.matching, distance=info.distance)
 
 
 class ToMeViTLayerMixin:
@@ -112,33 +112,15 @@ class ToMeVideoMAELayerMixin:
 
 # ------------------------------------------------------------------ the encoder loop
 
-def record(info: ToMeInfo, size, source, tokens: list) -> None:
-    """Where one call's results go (final sizes, source map, tokens per layer)."""
-    info.size, info.source, info.tokens = size, source, tokens
-
-
 def run_layers(layers, x: torch.Tensor, info: ToMeInfo):
-    """Run the patched layers with their per-layer r; returns (x, size)."""
-    rs = info.layer_r(len(layers))
-    batch, num_tokens = x.shape[:2]
-    size = source = groups = None
-    if info.trace_source:
-        source = torch.eye(num_tokens, device=x.device, dtype=x.dtype)[None].expand(batch, -1, -1)
-    if info.groups is not None:
-        if info.groups.shape[-1] != num_tokens:
-            raise ValueError(f"ToMe groups label {info.groups.shape[-1]} tokens but the model has "
-                             f"{num_tokens}")
-        groups = info.groups.to(x.device).expand(batch, -1)
-    tokens = []
-    for layer, r in zip(layers, rs):
-        if getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled():
-            x, size, source, groups = torch.utils.checkpoint.checkpoint(
-                layer.tome_forward, x, size, source, groups, r, use_reentrant=False)
-        else:
-            x, size, source, groups = layer.tome_forward(x, size, source, groups, r)
-        tokens.append(x.shape[1])
-    record(info, size, source, tokens)
-    return x, size
+    """Run the patched layers with their per-layer r; returns (x, size). Sizes and sources flow
+    as values; the call's results go to any open ``tome.trace()``."""
+    state = init_state(x, info)
+    for layer, r in zip(layers, info.layer_r(len(layers))):
+        checkpointing = getattr(layer, "gradient_checkpointing", False) and layer.training
+        x, state = run_block(layer, x, state, r, checkpointing)
+    record(x, state)
+    return x, state.size
 
 
 def size_weighted_mean(x: torch.Tensor, size: Optional[torch.Tensor], start: int = 0) -> torch.Tensor:
@@ -231,7 +213,7 @@ class ToMeRootMixin(ScheduleProperty):
         return len(_layers(_find(self)[1]))
 
     def _tome_dims(self):
-        """(width, MLP hidden size, patch projection, classifier) for the FLOP count."""
+        """(width, MLP hidden size, heads, patch projection, classifier) for the FLOP count."""
         family, base = _find(self)
         layer = _layers(base)[0]
         fc1 = layer.intermediate.dense if family == "videomae" else layer.mlp.fc1
@@ -240,7 +222,8 @@ class ToMeRootMixin(ScheduleProperty):
             if any(sub is base for sub in module.children()) and hasattr(module, "classifier"):
                 head = module.classifier
                 head = getattr(head, "dense", head)  # AST's classifier is LayerNorm + dense
-        return (base.config.hidden_size, fc1.out_features, base.embeddings.patch_embeddings.projection,
+        return (base.config.hidden_size, fc1.out_features, base.config.num_attention_heads,
+                base.embeddings.patch_embeddings.projection,
                 head if isinstance(head, torch.nn.Linear) else None)
 
 
@@ -289,7 +272,8 @@ def ast_grid(base) -> tuple:
 
 def patch_transformers(model: torch.nn.Module, trace_source: bool = False, prop_attn: bool = True,
                        metric: str = "k", mode: str = "wavg", matching: str = "bipartite",
-                       band: Optional[int] = None, window: Optional[int] = None) -> torch.nn.Module:
+                       distance: str = "cosine", band: Optional[int] = None,
+                       window: Optional[int] = None) -> torch.nn.Module:
     """Patch a transformers ViT / DeiT / ViTMAE / VideoMAE / AST model (or a module holding one)
     in place; then set ``model.r``. ``band``/``window`` (AST only) keep merges inside frequency
     bands / time windows of that many patches. Returns the model."""
@@ -314,7 +298,7 @@ def patch_transformers(model: torch.nn.Module, trace_source: bool = False, prop_
     old = getattr(model, "_tome", None)
     info = ToMeInfo(r=old.r if old else 0, protected=_protected(family, base), prop_attn=prop_attn,
                     trace_source=trace_source, metric=metric, mode=mode, matching=matching,
-                    groups=groups)
+                    distance=distance, groups=groups)
     # The VideoMAE classifier pools: it gets its own forward (size-weighted mean).
     head = next((m for m in model.modules() if getattr(m, "videomae", None) is base
                  and hasattr(m, "fc_norm")), None)
