@@ -36,9 +36,14 @@ def test_bench_reports_all_three_and_ratios(tmp_path):
     speed = result["throughput"]
     assert set(speed) == {"unmerged", "merged", "limit"}
     assert result["gflops"]["merged"] < result["gflops"]["unmerged"]
-    # efficiency is the merged model's speed over the limit's (the unmerged speed cancels out)
-    assert result["efficiency"] == pytest.approx(speed["merged"] / speed["limit"], rel=1e-12)
-    assert result["merged_over_unmerged"] == pytest.approx(speed["merged"] / speed["unmerged"], rel=1e-12)
+    # speed-ups are medians of per-round ratios (paired within a round; tests/test_throughput.py
+    # checks those on hand-worked timings): each lies inside its own quartiles, and efficiency is
+    # the merged speed-up over the limit's
+    for name, key in (("merged", "merged_over_unmerged"), ("limit", "limit_over_unmerged")):
+        q1, q3 = result["speedup_quartiles"][name]
+        assert q1 <= result[key] <= q3
+    assert result["efficiency"] == pytest.approx(
+        result["merged_over_unmerged"] / result["limit_over_unmerged"], rel=1e-12)
     # the limit drops tokens for free: its GFLOPs are the merged ones less the matching, which is
     # |A| x |B| x head_dim (192 / 3 heads = 64) per merging layer: A = even, B = odd positions
     # after the class token

@@ -407,7 +407,7 @@ def test_four_bad_videos_with_three_clips_count_four(tmp_path):
         def forward(self, x):
             return self.fc(x.mean(dim=(2, 3, 4)))
 
-    cfg = SimpleNamespace(eval=SimpleNamespace(batch_size=4), launch=SimpleNamespace(num_workers=2),
+    cfg = SimpleNamespace(eval=SimpleNamespace(batch_size=4, amp="none"), launch=SimpleNamespace(num_workers=2),
                           train=SimpleNamespace(amp="none"))
     env = SimpleNamespace(rank=0, world_size=1, device=torch.device("cpu"))
     log = RunLog(str(tmp_path / "run"), True)
