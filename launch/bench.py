@@ -3,6 +3,10 @@
     python launch/bench.py --model vit_base_patch16_224 --r 16 --device cpu --batch 16
     python launch/bench.py --model vit_large_patch16_224 --r 8 --dtype fp16 --device cuda --batch search
     python launch/bench.py --model vit_small_patch16_224 --r 13 --step train --dtype bf16 --json out.json
+    python launch/bench.py --model vit_base_patch16_224 --r 16 --attn flex --compile
+
+``--attn`` picks the merged model's attention backend (sdpa, flex or eager; see tome.attention);
+the unmerged and limit models always run timm's own fused attention.
 
 The limit is the same model with the same per-layer token counts, where the tokens a layer would
 merge are simply dropped (no matching, no merging, the unmerged model's attention kernel): the most
@@ -26,6 +30,7 @@ import torch  # noqa: E402
 
 import tome  # noqa: E402
 from launch.timing import median_seconds  # noqa: E402
+from tome.attention import BACKENDS  # noqa: E402
 from tome.flops import model_gflops  # noqa: E402
 from tome.schedule import clamp_r, parse_r  # noqa: E402
 
@@ -112,7 +117,7 @@ def build(args, device):
     args.img_size = base.patch_embed.img_size[0]
     r = (args.r, args.inflection) if args.inflection is not None else args.r
     rs = parse_r(r, len(base.blocks))
-    merged = tome.patch.timm(copy.deepcopy(base))
+    merged = tome.patch.timm(copy.deepcopy(base), attn=args.attn)
     merged.r = r
     models = {"unmerged": base, "merged": merged, "limit": limit_model(base, rs)}
     if args.compile:
@@ -134,6 +139,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="torch.compile all three models")
+    parser.add_argument("--attn", choices=BACKENDS, default="sdpa",
+                        help="the merged model's attention backend (tome.attention)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
@@ -154,11 +161,13 @@ def main(argv=None) -> dict:
     result = {"model": args.model, "r": args.r, "inflection": args.inflection, "schedule": rs,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
               "dtype": args.dtype, "step": args.step, "batch": batch, "compile": args.compile,
+              "attn": args.attn,
               "throughput": speeds, "gflops": gflops, "tokens_out": tokens[-1],
               "merged_over_unmerged": merged_x, "limit_over_unmerged": limit_x,
               "efficiency": merged_x / limit_x, "torch": torch.__version__, "timm": timm.__version__}
     unit = "samples/s" if args.step == "inference" else "train samples/s"
-    print(f"{args.model} r={args.r} {args.dtype} {args.step} batch {batch} on {result['device']}")
+    print(f"{args.model} r={args.r} {args.dtype} {args.step} batch {batch} attn={args.attn} "
+          f"on {result['device']}")
     print(f"| model | {unit} | GFLOPs | x unmerged |")
     print("|---|---:|---:|---:|")
     for name in ("unmerged", "merged", "limit"):

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from .attention import METRICS
+from .attention import BACKENDS, METRICS
 from .merge import MATCHINGS, MERGE_MODES
 from .schedule import Schedule, parse_r, token_counts
 
@@ -28,6 +28,7 @@ class ToMeInfo:
     metric: str = "k"
     mode: str = "wavg"
     matching: str = "bipartite"
+    attn: str = "sdpa"  # attention backend, one of tome.attention.BACKENDS
     # Optional [T] integer label per input token (prefix included): merges stay within a label.
     groups: Optional[torch.Tensor] = None
     size: Optional[torch.Tensor] = field(default=None, repr=False)
@@ -39,7 +40,8 @@ class ToMeInfo:
 
     def validate(self):
         for name, value, valid in (("metric", self.metric, METRICS), ("mode", self.mode, MERGE_MODES),
-                                   ("matching", self.matching, MATCHINGS)):
+                                   ("matching", self.matching, MATCHINGS),
+                                   ("attn", self.attn, BACKENDS)):
             if value not in valid:
                 raise ValueError(f"ToMe {name} must be one of {valid}, got {value!r}")
         for name in ("prop_attn", "trace_source"):
