@@ -106,7 +106,12 @@ def check_backends(base, family: str, r: int, x: torch.Tensor) -> dict:
         scale = ref.abs().max().item()
         for attn in BACKENDS:
             model = patched(base, family, r, attn, trace_source=True).eval()
-            out = model(x)
+            try:
+                out = model(x)
+            except Exception as e:  # noqa: BLE001  (reported in the table)
+                result[attn] = {"error": f"{type(e).__name__}: {str(e)[:300]}", "same_merges": False,
+                                "max_abs_logit_diff": float("nan"), "relative": float("nan")}
+                continue
             diff = (out - ref).abs().max().item()
             result[attn] = {"max_abs_logit_diff": diff, "relative": diff / max(scale, 1e-12),
                             "same_merges": bool(torch.equal(_source(model), ref_source))}
@@ -118,23 +123,38 @@ def check_graph_breaks(base, family: str, r: int, x: torch.Tensor) -> dict:
     result = {}
     for attn in BACKENDS:
         model = patched(base, family, r, attn).eval()
-        explanation = torch._dynamo.explain(model)(x)
+        try:
+            explanation = torch._dynamo.explain(model)(x)
+        except Exception as e:  # noqa: BLE001  (reported)
+            result[attn] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+            continue
         result[attn] = {"graphs": explanation.graph_count, "graph_breaks": explanation.graph_break_count}
     torch._dynamo.reset()
     return result
 
 
 def time_models(models: dict, x: torch.Tensor, step: str, dtype: torch.dtype, runs: int,
-                warmup: int, device: torch.device) -> dict:
-    """Samples/s of each model: warm-up, then ``runs`` interleaved rounds, median per model."""
-    steps = {name: make_step(model, x, step, dtype, device) for name, model in models.items()}
-    for fn in steps.values():
-        median_seconds(fn, 0, warmup, device)
+                warmup: int, device: torch.device) -> tuple[dict, dict]:
+    """Samples/s of each model: warm-up, then ``runs`` interleaved rounds, median per model.
+    A merged model that fails in its warm-up is left out (its one-line error is returned), so one
+    broken backend does not cost the rest of a GPU run."""
+    steps, errors = {}, {}
+    for name, model in models.items():
+        fn = make_step(model, x, step, dtype, device)
+        try:
+            median_seconds(fn, 0, warmup, device)
+        except Exception as e:  # noqa: BLE001  (reported, not hidden)
+            if not name.startswith("merged_"):
+                raise
+            errors[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+            print(f"  {name} failed: {errors[name]}", flush=True)
+            continue
+        steps[name] = fn
     times = {name: [] for name in steps}
     for _ in range(runs):
         for name, fn in steps.items():
             times[name].append(median_seconds(fn, 1, 0, device))
-    return {name: x.shape[0] / statistics.median(t) for name, t in times.items()}
+    return {name: x.shape[0] / statistics.median(t) for name, t in times.items()}, errors
 
 
 def run_case(name: str, spec, args, device: torch.device) -> dict:
@@ -160,11 +180,14 @@ def run_case(name: str, spec, args, device: torch.device) -> dict:
                 models[f"merged_{attn}"] = patched(base, family, r, attn)
             if args.compile:
                 models = {k: torch.compile(m) for k, m in models.items()}
-            speed = time_models(models, x, step, DTYPES[dtype_name], args.runs, args.warmup, device)
+            speed, errors = time_models(models, x, step, DTYPES[dtype_name], args.runs, args.warmup,
+                                        device)
             limit_x = speed["limit"] / speed["unmerged"]
             row = {"step": step, "dtype": dtype_name, "batch": batch, "throughput": speed,
-                   "limit_over_unmerged": limit_x, "backends": {}}
+                   "limit_over_unmerged": limit_x, "backends": {}, "errors": errors}
             for attn in args.backends:
+                if f"merged_{attn}" not in speed:
+                    continue
                 merged_x = speed[f"merged_{attn}"] / speed["unmerged"]
                 row["backends"][attn] = {"merged_over_unmerged": merged_x,
                                          "efficiency": merged_x / limit_x}
@@ -193,6 +216,12 @@ def table(report: dict) -> str:
                     f"{row['limit_over_unmerged']:.2f} | {attn} | "
                     f"{row['throughput'][f'merged_{attn}']:.1f} | {v['merged_over_unmerged']:.2f} | "
                     f"{v['efficiency']:.2f} | {check['same_merges']} | {check['max_abs_logit_diff']:.1e} |")
+    errors = [f"- {case['case']} {where}: {error}" for case in report["cases"]
+              for where, error in [(a, c["error"]) for a, c in case["correctness"].items() if "error" in c]
+              + [(f"{row['dtype']} {row['step']} {m}", e) for row in case["speed"]
+                 for m, e in row["errors"].items()]]
+    if errors:
+        lines += ["", "Errors:"] + errors
     return "\n".join(lines) + "\n"
 
 
