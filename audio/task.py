@@ -10,7 +10,7 @@ import torch
 
 import tome
 from launch.errors import ConfigError
-from launch.tasks import Task, check_checkpoint, required_lists
+from launch.tasks import Task, check_checkpoint, required_lists, tome_options
 
 
 @dataclass
@@ -129,12 +129,8 @@ class AudioTask(Task):
     def patch(self, model, cfg):
         t = cfg.tome
         from launch.hf_models import TransformersClassifier
-        if isinstance(model, TransformersClassifier):
-            return tome.patch.transformers(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
-                                           matching=t.matching, band=t.band, window=t.window)
-        return tome.patch.audio(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
-                                matching=t.matching, distance=t.distance, band=t.band,
-                                window=t.window)
+        patch = tome.patch.transformers if isinstance(model, TransformersClassifier) else tome.patch.audio
+        return patch(model, **tome_options(cfg), band=t.band, window=t.window)
 
     def input_shape(self, cfg) -> tuple:
         return (1, cfg.data.target_length, cfg.data.mel_bins)

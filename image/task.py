@@ -11,7 +11,7 @@ from torchvision.models.vision_transformer import VisionTransformer as Torchvisi
 
 import tome
 from launch.errors import ConfigError
-from launch.tasks import Task, check_checkpoint, topk_accuracy
+from launch.tasks import Task, check_checkpoint, tome_options, topk_accuracy
 
 
 @dataclass
@@ -103,9 +103,7 @@ class ImageTask(Task):
         return cfg.data.repeated_aug
 
     def patch(self, model, cfg):
-        t = cfg.tome
-        options = dict(prop_attn=t.prop_attn, metric=t.metric, mode=t.mode, matching=t.matching,
-                       distance=t.distance)
+        options = tome_options(cfg)
         if isinstance(model, TorchvisionViT):
             return tome.patch.torchvision(model, **options)
         return tome.patch.timm(model, **options)

@@ -3,6 +3,10 @@
     python launch/bench.py --model vit_base_patch16_224 --r 16 --device cpu --batch 16
     python launch/bench.py --model vit_large_patch16_224 --r 8 --dtype fp16 --device cuda --batch search
     python launch/bench.py --model vit_small_patch16_224 --r 13 --step train --dtype bf16 --json out.json
+    python launch/bench.py --model vit_base_patch16_224 --r 16 --attn flex --compile
+
+``--attn`` picks the merged model's attention backend (sdpa, flex or eager; see tome.attention);
+the unmerged and limit models always run timm's own fused attention.
 
 The limit is the same model with the same per-layer token counts, where the tokens a layer would
 merge are simply dropped (no matching, no merging, the unmerged model's attention kernel): the most
@@ -28,6 +32,7 @@ import torch  # noqa: E402
 import tome  # noqa: E402
 from launch import throughput  # noqa: E402
 from launch.throughput import DTYPES, make_step, summarize, time_interleaved  # noqa: E402
+from tome.attention import BACKENDS  # noqa: E402
 from tome.flops import model_gflops  # noqa: E402
 from tome.schedule import clamp_r, parse_r  # noqa: E402
 
@@ -94,13 +99,14 @@ def build(args, device):
         task, cfg = _task_model(args.model)
         if args.img_size and args.model.startswith("video_"):
             cfg.data.crop_size = args.img_size
+        cfg.tome.attn = args.attn
         base = task.build_model(cfg).to(device)
         merged = task.patch(copy.deepcopy(base), cfg)
         args.input_shape = tuple(task.input_shape(cfg))
     else:
         kwargs = {"img_size": args.img_size} if args.img_size else {}
         base = timm.create_model(args.model, pretrained=False, **kwargs).to(device)
-        merged = tome.patch.timm(copy.deepcopy(base))
+        merged = tome.patch.timm(copy.deepcopy(base), attn=args.attn)
         size = base.patch_embed.img_size
         args.input_shape = (3, size[0], size[1])
     rs = parse_r(r, len(base.blocks))
@@ -127,6 +133,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="torch.compile all three models")
+    parser.add_argument("--attn", choices=BACKENDS, default="sdpa",
+                        help="the merged model's attention backend (tome.attention)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
@@ -148,6 +156,7 @@ def main(argv=None) -> dict:
               "inflection": args.inflection, "schedule": rs, "runs": args.runs,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
               "dtype": args.dtype, "step": args.step, "batch": batch, "compile": args.compile,
+              "attn": args.attn,
               "throughput": speeds, "throughput_quartiles": {
                   name: [s["throughput_q1"], s["throughput_q3"]] for name, s in stats.items()},
               "speedup_quartiles": {name: [s["speedup_q1"], s["speedup_q3"]] for name, s in stats.items()},
@@ -155,7 +164,8 @@ def main(argv=None) -> dict:
               "merged_over_unmerged": merged_x, "limit_over_unmerged": limit_x,
               "efficiency": merged_x / limit_x, "torch": torch.__version__, "timm": timm.__version__}
     unit = "samples/s" if args.step == "inference" else "train samples/s"
-    print(f"{args.model} r={args.r} {args.dtype} {args.step} batch {batch} on {result['device']}")
+    print(f"{args.model} r={args.r} {args.dtype} {args.step} batch {batch} attn={args.attn} "
+          f"on {result['device']}")
     print(f"| model | {unit} | GFLOPs | x unmerged |")
     print("|---|---:|---:|---:|")
     for name in ("unmerged", "merged", "limit"):

@@ -29,6 +29,7 @@ class ToMeConfig:
     mode: str = "wavg"                      # wavg | mean | max | keep
     matching: str = "bipartite"             # bipartite | random | greedy | kmeans | random_prune
     distance: str = "cosine"                # cosine | euclidean | dot (Table 1 distance axis)
+    attn: str = "sdpa"                      # attention backend: sdpa | flex | eager (tome/attention.py)
     band: Optional[int] = None              # audio: merge only within bands of this many freq patches
     window: Optional[int] = None            # audio: ... and within windows of this many time patches
 
@@ -355,7 +356,7 @@ def check_values(cfg: Config) -> None:
             raise ConfigError(message)
     try:
         ToMeInfo(metric=cfg.tome.metric, mode=cfg.tome.mode, matching=cfg.tome.matching,
-                 distance=cfg.tome.distance, prop_attn=cfg.tome.prop_attn)
+                 distance=cfg.tome.distance, attn=cfg.tome.attn, prop_attn=cfg.tome.prop_attn)
         for r in [cfg.tome.r] + list(cfg.tome.eval_r):
             tome.parse_r(schedule(cfg.tome, r), 10_000)
     except ValueError as err:

@@ -98,6 +98,13 @@ def required_lists(cfg, what: str) -> list:
     return lists
 
 
+def tome_options(cfg) -> dict:
+    """The ``tome:`` options every patch takes (the audio patch adds ``band``/``window``)."""
+    t = cfg.tome
+    return dict(prop_attn=t.prop_attn, metric=t.metric, mode=t.mode, matching=t.matching,
+                distance=t.distance, attn=t.attn)
+
+
 def check_checkpoint(path: Optional[str], cfg, task: Optional["Task"] = None) -> None:
     """A checkpoint must exist (or be a remote source), unless an earlier stage of this experiment
     will write it; where it is at hand, its keys and shapes must fit the model (shapes only)."""

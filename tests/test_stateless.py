@@ -201,7 +201,7 @@ def test_model_carries_only_options():
     with torch.no_grad():
         model(input_for("mae_avgpool"))
     fields = set(vars(model._tome))
-    assert fields == {"r", "protected", "prop_attn", "trace_source", "metric", "mode", "matching", "distance",
+    assert fields == {"r", "protected", "prop_attn", "trace_source", "metric", "mode", "matching", "distance", "attn",
                       "groups"}
     assert tome.tome_info(model) is model._tome
 

@@ -21,7 +21,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch.utils.weak import WeakTensorKeyDictionary
 
-from .attention import METRICS
+from .attention import BACKENDS, METRICS
 from .matching import DISTANCES, MATCHINGS
 from .merge import MERGE_MODES
 from .schedule import Schedule, parse_r, token_counts
@@ -42,6 +42,7 @@ class ToMeInfo:
     mode: str = "wavg"
     matching: str = "bipartite"
     distance: str = "cosine"
+    attn: str = "sdpa"  # attention backend, one of tome.attention.BACKENDS
     groups: Optional[torch.Tensor] = None
 
     def __post_init__(self):
@@ -50,7 +51,8 @@ class ToMeInfo:
     def validate(self):
         for name, value, valid in (("metric", self.metric, METRICS), ("mode", self.mode, MERGE_MODES),
                                    ("matching", self.matching, MATCHINGS),
-                                   ("distance", self.distance, DISTANCES)):
+                                   ("distance", self.distance, DISTANCES),
+                                   ("attn", self.attn, BACKENDS)):
             if value not in valid:
                 raise ValueError(f"ToMe {name} must be one of {valid}, got {value!r}")
         for name in ("prop_attn", "trace_source"):

@@ -11,7 +11,7 @@ import torch
 
 import tome
 from launch.errors import ConfigError
-from launch.tasks import Task, check_checkpoint, required_lists, topk_accuracy
+from launch.tasks import Task, check_checkpoint, required_lists, tome_options, topk_accuracy
 
 
 @dataclass
@@ -117,13 +117,10 @@ class VideoTask(Task):
         return model
 
     def patch(self, model, cfg):
-        t = cfg.tome
         from launch.hf_models import TransformersClassifier
         if isinstance(model, TransformersClassifier):
-            return tome.patch.transformers(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
-                                           matching=t.matching)
-        return tome.patch.video(model, prop_attn=t.prop_attn, metric=t.metric, mode=t.mode,
-                                matching=t.matching, distance=t.distance)
+            return tome.patch.transformers(model, **tome_options(cfg))
+        return tome.patch.video(model, **tome_options(cfg))
 
     def input_shape(self, cfg) -> tuple:
         return (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)

@@ -11,7 +11,7 @@ from torch import nn
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 
-from ..attention import attend, pick_metric, size_bias
+from ..attention import attention, pick_metric
 from ..merge import merge_step
 from ..state import ToMeInfo, recalled, record, remember
 from .common import ScheduleProperty, init_state, run_block, run_blocks, swap_class
@@ -21,7 +21,7 @@ _POOLS = ("", "token", "avg", "max", "avgmax")
 
 
 class ToMeAttentionMixin:
-    def tome_forward(self, x: torch.Tensor, size, prop_attn: bool, metric: str):
+    def tome_forward(self, x: torch.Tensor, size, prop_attn: bool, metric: str, attn: str = "sdpa"):
         batch, num_tokens, _ = x.shape
         gate = self.gate(x).sigmoid() if self.gate is not None else None
         qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, self.head_dim)
@@ -31,10 +31,11 @@ class ToMeAttentionMixin:
         key_metric = qkv[:, :, 1].mean(dim=2) if fast_metric else None
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
-        bias = size_bias(size, q.dtype) if prop_attn else None
         dropout_p = self.attn_drop.p if self.training else 0.0
-        out = attend(q, k, v, bias, dropout_p, fused=self.fused_attn,
-                     scale=None if self.fused_attn else self.scale)
+        # timm's own switch to explicit attention (fused_attn=False) holds for the sdpa default.
+        backend = "eager" if attn == "sdpa" and not self.fused_attn else attn
+        out = attention(q, k, v, size if prop_attn else None, backend, dropout_p,
+                        scale=None if backend == "sdpa" else self.scale)
         out = self.norm(out.transpose(1, 2).reshape(batch, num_tokens, self.attn_dim))
         if gate is not None:
             out = out * gate
@@ -45,7 +46,7 @@ class ToMeAttentionMixin:
 class ToMeBlockMixin:
     def tome_forward(self, x, size, source, groups, r: int):
         info = self._tome
-        h, metric = self.attn.tome_forward(self.norm1(x), size, info.prop_attn, info.metric)
+        h, metric = self.attn.tome_forward(self.norm1(x), size, info.prop_attn, info.metric, info.attn)
         x = x + self.drop_path1(self.ls1(h))
         if r > 0:
             x, size, source, groups = merge_step(x, metric, r, size, source, groups,
@@ -219,17 +220,18 @@ def _check_supported(model) -> None:
 
 def patch_timm(model: VisionTransformer, trace_source: bool = False, prop_attn: bool = True,
                metric: str = "k", mode: str = "wavg", matching: str = "bipartite",
-               distance: str = "cosine") -> VisionTransformer:
+               distance: str = "cosine", attn: str = "sdpa") -> VisionTransformer:
     """Patch a timm ViT in place; then set ``model.r``. Returns the model.
 
     ``model._tome`` holds these options only. The sizes, token counts and (with
     ``trace_source=True``) source maps of a call are read with ``tome.trace()``.
+    ``attn``: the attention backend, "sdpa" | "flex" | "eager" (see ``tome.attention``).
     """
     _check_supported(model)
     old = getattr(model, "_tome", None)
     info = ToMeInfo(r=old.r if old else 0, protected=model.num_prefix_tokens, prop_attn=prop_attn,
                     trace_source=trace_source, metric=metric, mode=mode, matching=matching,
-                    distance=distance)
+                    distance=distance, attn=attn)
     swap_class(model, ToMeVisionTransformerMixin, _CLASSES)
     model._tome = info
     for blk in model.blocks:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.vision_transformer import EncoderBlock, VisionTransformer
 
-from ..attention import attend, pick_metric, size_bias
+from ..attention import attention, pick_metric
 from ..merge import merge_step
 from ..state import ToMeInfo, record
 from .common import ScheduleProperty, run_blocks, swap_class
@@ -18,13 +18,12 @@ _CLASSES: dict = {}
 
 
 def _mha_forward(mha: torch.nn.MultiheadAttention, x: torch.Tensor, size, prop_attn: bool,
-                 metric: str, training: bool):
+                 metric: str, training: bool, attn: str = "sdpa"):
     batch, num_tokens, dim = x.shape
     heads = mha.num_heads
     qkv = F.linear(x, mha.in_proj_weight, mha.in_proj_bias)
     q, k, v = qkv.reshape(batch, num_tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4).unbind(0)
-    bias = size_bias(size, q.dtype) if prop_attn else None
-    out = attend(q, k, v, bias, mha.dropout if training else 0.0)
+    out = attention(q, k, v, size if prop_attn else None, attn, mha.dropout if training else 0.0)
     out = F.linear(out.transpose(1, 2).reshape(batch, num_tokens, dim), mha.out_proj.weight,
                    mha.out_proj.bias)
     return out, pick_metric(metric, x, q, k, v)
@@ -34,7 +33,7 @@ class ToMeEncoderBlockMixin:
     def tome_forward(self, x, size, source, groups, r: int):
         info = self._tome
         h, metric = _mha_forward(self.self_attention, self.ln_1(x), size, info.prop_attn,
-                                 info.metric, self.training)
+                                 info.metric, self.training, info.attn)
         x = x + self.dropout(h)
         if r > 0:
             x, size, source, groups = merge_step(x, metric, r, size, source, groups,
@@ -68,9 +67,13 @@ class ToMeTorchvisionViTMixin(ScheduleProperty):
 
 def patch_torchvision(model: VisionTransformer, trace_source: bool = False, prop_attn: bool = True,
                       metric: str = "k", mode: str = "wavg",
-                      matching: str = "bipartite", distance: str = "cosine") -> VisionTransformer:
+                      matching: str = "bipartite", distance: str = "cosine",
+                      attn: str = "sdpa") -> VisionTransformer:
     """Patch a torchvision ViT in place; then set ``model.r``. Options are in ``model._tome``;
-    read a call's sizes and sources with ``tome.trace()``."""
+    read a call's sizes and sources with ``tome.trace()``.
+
+    ``attn``: the attention backend, "sdpa" | "flex" | "eager" (see ``tome.attention``).
+    """
     if not isinstance(model, VisionTransformer):
         raise ValueError(f"tome.patch.torchvision supports torchvision VisionTransformer, got "
                          f"{type(model).__name__}")
@@ -81,7 +84,7 @@ def patch_torchvision(model: VisionTransformer, trace_source: bool = False, prop
     old = getattr(model, "_tome", None)
     info = ToMeInfo(r=old.r if old else 0, protected=1, prop_attn=prop_attn,
                     trace_source=trace_source, metric=metric, mode=mode, matching=matching,
-                    distance=distance)
+                    distance=distance, attn=attn)
     swap_class(model, ToMeTorchvisionViTMixin, _CLASSES)
     swap_class(model.encoder, ToMeEncoderMixin, _CLASSES)
     model._tome = info

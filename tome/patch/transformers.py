@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 import torch.utils.checkpoint
 
-from ..attention import attend, pick_metric, size_bias
+from ..attention import attention, pick_metric
 from ..merge import merge_step
 from ..state import ToMeInfo, record
 from .common import ScheduleProperty, init_state, run_block
@@ -58,11 +58,6 @@ def _family_classes() -> dict:
 
 # ------------------------------------------------------------------ attention and layers
 
-def attention(q, k, v, bias, dropout_p: float, scale: float) -> torch.Tensor:
-    """The one attention call of this patch: [B, H, T, D] q/k/v, optional log-size bias."""
-    return attend(q, k, v, bias, dropout_p, fused=True, scale=scale)
-
-
 def _heads(linear, x, head_dim: int) -> torch.Tensor:
     batch, tokens, _ = x.shape
     return linear(x).view(batch, tokens, -1, head_dim).transpose(1, 2)
@@ -70,8 +65,8 @@ def _heads(linear, x, head_dim: int) -> torch.Tensor:
 
 def _self_attention(x, size, info, q_proj, k_proj, v_proj, head_dim, scale, dropout_p):
     q, k, v = (_heads(p, x, head_dim) for p in (q_proj, k_proj, v_proj))
-    bias = size_bias(size, q.dtype) if info.prop_attn else None
-    out = attention(q, k, v, bias, dropout_p, scale)
+    # the patch's one attention call: log(size) of the keys by the model's backend (info.attn)
+    out = attention(q, k, v, size if info.prop_attn else None, info.attn, dropout_p, scale)
     out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
     return out, pick_metric(info.metric, x, q, k, v)
 
@@ -272,7 +267,7 @@ def ast_grid(base) -> tuple:
 
 def patch_transformers(model: torch.nn.Module, trace_source: bool = False, prop_attn: bool = True,
                        metric: str = "k", mode: str = "wavg", matching: str = "bipartite",
-                       distance: str = "cosine", band: Optional[int] = None,
+                       distance: str = "cosine", attn: str = "sdpa", band: Optional[int] = None,
                        window: Optional[int] = None) -> torch.nn.Module:
     """Patch a transformers ViT / DeiT / ViTMAE / VideoMAE / AST model (or a module holding one)
     in place; then set ``model.r``. ``band``/``window`` (AST only) keep merges inside frequency
@@ -298,7 +293,7 @@ def patch_transformers(model: torch.nn.Module, trace_source: bool = False, prop_
     old = getattr(model, "_tome", None)
     info = ToMeInfo(r=old.r if old else 0, protected=_protected(family, base), prop_attn=prop_attn,
                     trace_source=trace_source, metric=metric, mode=mode, matching=matching,
-                    distance=distance, groups=groups)
+                    distance=distance, attn=attn, groups=groups)
     # The VideoMAE classifier pools: it gets its own forward (size-weighted mean).
     head = next((m for m in model.modules() if getattr(m, "videomae", None) is base
                  and hasattr(m, "fc_norm")), None)
