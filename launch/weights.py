@@ -295,9 +295,14 @@ def fetch_hf(source: str) -> Path:
             return Path(hub.snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=True))
         with _node_lock(source):
             try:
-                return Path(hub.snapshot_download(repo, revision=revision, cache_dir=cache))
+                snapshot = hub.snapshot_download(repo, revision=revision, cache_dir=cache)
             except Exception as err:  # the hub's errors have many types
                 raise _hf_error(source, err) from None
+            for root, _, names in os.walk(snapshot):  # each large file against the hub's sha256
+                for name in names:
+                    path = os.path.join(root, name)
+                    _verify_hf_blob(path, f"{source}/{os.path.relpath(path, snapshot)}")
+            return Path(snapshot)
     hit = hub.try_to_load_from_cache(repo, filename, cache_dir=cache, revision=revision)
     if isinstance(hit, str):
         return Path(hit)

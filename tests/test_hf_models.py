@@ -1,10 +1,13 @@
 """Published transformers classifiers through the engine's video and audio tasks.
 
 The checkpoints are tiny random models written with ``save_pretrained`` (config.json plus
-model.safetensors, the layout of the MCG-NJU/videomae-* and MIT/ast-* hub repositories) into a
-local directory: ``launch.weights.fetch`` (hub and URL sources) is not in this branch, so the
-loader is tested on local files.
+model.safetensors, the layout of the MCG-NJU/videomae-* and MIT/ast-* hub repositories): loaded
+from a local directory, and served as ``hf-hub:<org>/<name>`` repositories from 127.0.0.1
+(``tests/weights_server.py``) through the real ``huggingface_hub`` and ``launch.weights``.
 """
+import os
+import socket
+
 import pytest
 import torch
 
@@ -127,3 +130,88 @@ def test_bench_limit_model_keeps_the_merged_token_counts(name, monkeypatch):
         h.remove()
     assert counts == t.tokens
     assert out.shape[0] == 2 and args.tokens_in == (32 if name == "videomae_b" else 47)
+
+
+# -- the published repositories, served from 127.0.0.1 -----------------------------------------
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A local hub: huggingface_hub's endpoint pointed at it (what HF_ENDPOINT sets at import),
+    and a fresh TOME_CACHE."""
+    import huggingface_hub.constants as hub_constants
+    from weights_server import Server
+
+    server = Server()
+    monkeypatch.setattr(hub_constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setenv("TOME_CACHE", str(tmp_path / "cache"))
+    yield server
+    server.stop()
+
+
+FAMILIES = {  # task -> (hub repository, its files' directory fixture, class, engine data keys, labels)
+    "video": ("MCG-NJU/videomae-tiny-finetuned-test", "videomae_dir", "VideoMAEForVideoClassification",
+              dict(num_frames=4, crop_size=32), 5),
+    "audio": ("MIT/ast-tiny-finetuned-test", "ast_dir", "ASTForAudioClassification",
+              dict(target_length=96, mel_bins=56), 6),
+}
+
+
+@pytest.mark.parametrize("task_name", sorted(FAMILIES))
+def test_hub_repository_loads_through_the_engine_with_the_publishers_logits_then_offline(
+        task_name, hub, tmp_path, request):
+    from launch import weights
+
+    repo, fixture, cls_name, data, labels = FAMILIES[task_name]
+    files_dir = request.getfixturevalue(fixture)
+    names = sorted(os.listdir(files_dir))
+    assert names == ["config.json", "model.safetensors"]  # the published layout
+    for name in names:
+        with open(os.path.join(files_dir, name), "rb") as f:
+            hub.hub[(repo, name)] = f.read()
+    source = f"hf-hub:{repo}"
+    cfg = _cfg(task_name, source, labels, **data)
+    task = get_task(task_name)
+    publisher = getattr(transformers, cls_name).from_pretrained(files_dir).eval()
+    x = torch.randn(2, *task.input_shape(cfg))
+    with torch.no_grad():
+        ref = publisher(x.transpose(1, 2) if task_name == "video" else x[:, 0]).logits
+        model = task.build_model(cfg).eval()
+        torch.testing.assert_close(model(x), ref, atol=1e-6, rtol=1e-6)
+    for name in names:  # each file downloaded once, into TOME_CACHE
+        assert hub.gets[f"/{repo}/resolve/{hub.commit}/{name}"] == 1
+    snapshot = weights.cached(source)
+    assert snapshot and snapshot.startswith(str(tmp_path / "cache" / "hf"))
+    assert sorted(os.listdir(snapshot)) == names
+    with open(os.path.join(snapshot, "model.safetensors"), "rb") as f:
+        assert f.read() == hub.hub[(repo, "model.safetensors")]
+
+    hub.stop()
+    with pytest.raises(OSError):  # nothing answers at the hub's address any more
+        socket.create_connection(("127.0.0.1", int(hub.url.rsplit(":", 1)[1])), timeout=1).close()
+    with torch.no_grad():
+        again = task.build_model(cfg).eval()
+        torch.testing.assert_close(again(x), ref, atol=1e-6, rtol=1e-6)
+
+
+def test_hub_weights_corrupted_in_transit_are_refused_then_a_retry_downloads_them_afresh(
+        hub, videomae_dir):
+    repo = "MCG-NJU/videomae-tiny-finetuned-test"
+    for name in os.listdir(videomae_dir):
+        with open(os.path.join(videomae_dir, name), "rb") as f:
+            hub.hub[(repo, name)] = f.read()
+    hub.corrupt.add((repo, "model.safetensors"))  # one flipped bit: the length is unchanged
+    cfg = _cfg("video", f"hf-hub:{repo}", 5, num_frames=4, crop_size=32)
+    task = get_task("video")
+    with pytest.raises(ConfigError) as err:
+        task.build_model(cfg)
+    message = str(err.value)
+    assert "\n" not in message and f"hf-hub:{repo}/model.safetensors" in message and "sha256" in message
+    hub.corrupt.clear()
+    publisher = transformers.VideoMAEForVideoClassification.from_pretrained(videomae_dir).eval()
+    x = torch.randn(1, *task.input_shape(cfg))
+    with torch.no_grad():
+        torch.testing.assert_close(task.build_model(cfg).eval()(x), publisher(x.transpose(1, 2)).logits,
+                                   atol=1e-6, rtol=1e-6)
+    assert hub.gets[f"/{repo}/resolve/{hub.commit}/model.safetensors"] == 2

@@ -1,9 +1,11 @@
 """A small HTTP server on 127.0.0.1 for the weights tests: plain files, 404s, cut-off bodies,
-Google Drive's confirmation page and the two Hugging Face hub routes hf_hub_download uses."""
+Google Drive's confirmation page, the two Hugging Face hub routes hf_hub_download uses and the
+two API routes snapshot_download adds (a repository's commit and its file list)."""
 from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import threading
 import time
 import urllib.parse
@@ -21,6 +23,7 @@ class Server:
         self.html: set[str] = set()                     # paths served as text/html
         self.drive: dict[str, tuple[str, bytes]] = {}   # drive id -> (file name, bytes)
         self.hub: dict[tuple[str, str], bytes] = {}     # (repo, filename) -> bytes
+        self.corrupt: set[tuple[str, str]] = set()      # hub files whose last byte flips in transit
         self.commit = "0123456789abcdef0123456789abcdef01234567"
         self.slow = 0.0
         self.gets: Counter = Counter()
@@ -80,16 +83,43 @@ class Server:
                             '<input type="hidden" name="confirm" value="t">'
                             '<input type="hidden" name="uuid" value="u-1"></form></body></html>').encode()
                     return self._send(200, page, [("Content-Type", "text/html; charset=utf-8")], head)
+                if path.startswith("/api/models/"):
+                    return self._api(path[len("/api/models/"):], head)
                 if "/resolve/" in path:
                     repo, _, rest = path.strip("/").partition("/resolve/")
                     _revision, _, filename = rest.partition("/")
                     body = server.hub.get((repo, filename))
                     if body is not None:
                         etag = hashlib.sha256(body).hexdigest()
+                        if (repo, filename) in server.corrupt:
+                            body = body[:-1] + bytes([body[-1] ^ 1])
                         return self._send(200, body, [("X-Repo-Commit", server.commit),
                                                       ("ETag", f'"{etag}"')], head)
                     return self._send(404, b"", [("X-Error-Code", "EntryNotFound")], head)
                 return self._send(404, b"not found", head=head)
+
+            def _api(self, rest, head):
+                """``<repo>/revision/<rev>`` (repo_info) and ``<repo>/tree/<rev>`` (list_repo_tree)."""
+                for route in ("/revision/", "/tree/"):
+                    repo, found, _revision = rest.partition(route)
+                    if found:
+                        break
+                names = sorted(name for (r, name) in server.hub if r == repo)
+                if not found or not names:
+                    return self._send(404, b"", [("X-Error-Code", "RepoNotFound")], head)
+                if route == "/revision/":
+                    info = {"id": repo, "sha": server.commit, "siblings": [{"rfilename": n} for n in names]}
+                else:  # one page, so no Link header; weights are LFS files as on the hub
+                    info = []
+                    for name in names:
+                        body = server.hub[(repo, name)]
+                        entry = {"type": "file", "path": name, "size": len(body),
+                                 "oid": hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest()}
+                        if not name.endswith(".json"):
+                            entry["lfs"] = {"oid": hashlib.sha256(body).hexdigest(), "size": len(body),
+                                            "pointerSize": 134}
+                        info.append(entry)
+                return self._send(200, json.dumps(info).encode(), [("Content-Type", "application/json")], head)
 
             def do_GET(self):
                 self._route(head=False)
