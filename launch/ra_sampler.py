@@ -13,27 +13,24 @@ import math
 from typing import Optional
 
 import torch
-from torch.utils.data import Sampler
 
 from .data import EpochSampler, _mix
 from .errors import ConfigError
 
 
-class RepeatedAugSampler(Sampler):
-    """Yields ``(index, sample_seed)`` like :class:`launch.data.EpochSampler`."""
+class RepeatedAugSampler(EpochSampler):
+    """Yields ``(index, sample_seed)`` like :class:`launch.data.EpochSampler`, whose iteration,
+    resume and length it shares; only the epoch's order differs."""
 
     def __init__(self, size: int, rank: int = 0, world: int = 1, seed: int = 0, repeats: int = 3):
         if repeats < 1:
             raise ConfigError(f"repeated augmentation needs repeats >= 1, got {repeats}")
-        self.size, self.rank, self.world, self.seed, self.repeats = size, rank, world, seed, repeats
+        super().__init__(size, rank, world, seed)
+        self.repeats = repeats
         self.total = int(math.ceil(size * repeats / world)) * world
         self.per_rank = int(math.floor(size // 256 * 256 / world))
         if self.per_rank == 0:  # fewer than 256 samples: DeiT's rule would leave an empty epoch
             self.per_rank = self.total // world
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
 
     def _order(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
@@ -41,14 +38,6 @@ class RepeatedAugSampler(Sampler):
         if self.total > order.numel():
             order = torch.cat([order, order[:self.total - order.numel()]])
         return order[self.rank::self.world][:self.per_rank]
-
-    def __iter__(self):
-        order = self._order()
-        for pos in range(self.start, len(order)):
-            yield int(order[pos]), _mix(self.seed, self.epoch, self.rank, pos)
-
-    def __len__(self) -> int:
-        return self.per_rank - self.start
 
 
 def train_sampler(size: int, rank: int, world: int, seed: int, weights=None,
