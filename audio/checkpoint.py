@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from timm.layers import resample_abs_pos_embed
 
-from launch.errors import ConfigError
-from launch.state_dict import Family, load_checkpoint
+from launch.engine.errors import ConfigError
+from launch.engine.state_dict import Family, load_checkpoint
 
 from .pos_embed import sincos_pos_embed
 
@@ -65,5 +65,5 @@ FAMILY = Family("audiomae", head_modules=("head",), optional=("fc_norm.", "pos_e
 
 def load_audiomae_checkpoint(model: nn.Module, source, check_only: bool = False) -> dict:
     """Load an Audio-MAE checkpoint source into a timm-based AudioViT and return the report
-    (`launch.state_dict.load_checkpoint`'s, plus ``pos_embed`` when the table was resized)."""
+    (`launch.engine.state_dict.load_checkpoint`'s, plus ``pos_embed`` when the table was resized)."""
     return load_checkpoint(model, source, FAMILY, check_only=check_only)

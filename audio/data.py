@@ -19,9 +19,9 @@ import torch
 import torchaudio
 from torch.utils.data import Dataset
 
-from launch.data import load_with_standins
-from launch.skips import skip_fields
-from launch.errors import ConfigError
+from launch.engine.data import load_with_standins
+from launch.engine.skips import skip_fields
+from launch.engine.errors import ConfigError
 
 from .demo import CLASSES as DEMO_CLASSES
 from .demo import write_demo_audio

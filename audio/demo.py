@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from launch.errors import ConfigError
-from launch.generated import regenerate
+from launch.engine.errors import ConfigError
+from launch.engine.generated import regenerate
 
 from .features import SAMPLE_RATE
 from .lists import LABEL_CSV_NAME
@@ -142,7 +142,7 @@ def write_demo_audio(root, num_classes: int = 8, clips: int = 240, seconds: floa
     """Write ``clips`` WAVs (the last quarter for validation) and return (train_json, val_json,
     label_csv). Layout: ROOT/audio/{split}_{i:04d}.wav, ROOT/train.json, ROOT/val.json,
     ROOT/class_labels_indices.csv; label mids are ``/demo/<name>``. Same seed, same bytes.
-    Rewritten only when the settings (or the generator) change (launch/generated.py)."""
+    Rewritten only when the settings (or the generator) change (launch/engine/generated.py)."""
     if not 2 <= num_classes <= len(CLASSES):
         raise ConfigError(f"num_classes={num_classes}; the demo has 2..{len(CLASSES)} classes")
     if clips < 2:

@@ -26,7 +26,7 @@ import soundfile
 import torch
 import torchaudio
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 SAMPLE_RATE = 16000
 AUDIOSET_MEAN = -4.2677393

@@ -35,7 +35,7 @@ import logging
 import os
 from pathlib import Path
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 
 def _as_numpy(x, name: str) -> np.ndarray:

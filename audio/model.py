@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from timm.models.vision_transformer import VisionTransformer
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 from .checkpoint import load_audiomae_checkpoint
 from .pos_embed import sincos_pos_embed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 
 def sincos_pos_embed(embed_dim: int, grid_size: tuple[int, int], cls_token: bool = True) -> torch.Tensor:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 
 def class_balanced_weights(items: Sequence[tuple[str, list[int]]], num_classes: int) -> torch.Tensor:

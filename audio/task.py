@@ -9,8 +9,8 @@ from typing import Optional
 import torch
 
 import tome
-from launch.errors import ConfigError
-from launch.tasks import Task, check_checkpoint, required_lists, tome_options
+from launch.engine.errors import ConfigError
+from launch.engine.tasks import Task, check_checkpoint, required_lists, tome_options
 
 
 @dataclass
@@ -89,7 +89,7 @@ class AudioTask(Task):
         if masking and cfg.train.epochs > 0 and (cfg.tome.band or cfg.tome.window):
             raise ConfigError("tome.band/window label the full token grid; they cannot be combined "
                               "with model.mask_t_prob/mask_f_prob while training")
-        from launch.hf_models import is_transformers_source
+        from launch.engine.hf_models import is_transformers_source
         if not is_transformers_source(cfg.model.checkpoint):  # a transformers model directory
             check_checkpoint(cfg.model.checkpoint, cfg, self)
 
@@ -116,7 +116,7 @@ class AudioTask(Task):
     def build_model(self, cfg):
         from audio.model import build_audio_vit, load_audiomae_checkpoint
         m, d = cfg.model, cfg.data
-        from launch.hf_models import is_transformers_source, load_classifier
+        from launch.engine.hf_models import is_transformers_source, load_classifier
         if is_transformers_source(m.checkpoint):  # a published AST: the publisher's module
             return load_classifier(m.checkpoint, "spectrogram", m.num_classes)
         model = build_audio_vit(m.variant, num_classes=m.num_classes, target_length=d.target_length,
@@ -128,7 +128,7 @@ class AudioTask(Task):
 
     def patch(self, model, cfg):
         t = cfg.tome
-        from launch.hf_models import TransformersClassifier
+        from launch.engine.hf_models import TransformersClassifier
         patch = tome.patch.transformers if isinstance(model, TransformersClassifier) else tome.patch.audio
         return patch(model, **tome_options(cfg), band=t.band, window=t.window)
 
@@ -137,7 +137,7 @@ class AudioTask(Task):
 
     def paint(self, x, source, model, path: str) -> str:
         from PIL import Image
-        from tome.spectrogram import paint_spectrogram, spectrogram_groups
+        from tome.patch.spectrogram import paint_spectrogram, spectrogram_groups
         groups = spectrogram_groups(source, model.patch_embed.grid_size, model._tome.protected)
         picture = Image.fromarray(paint_spectrogram(x[0].numpy(), groups.numpy()))
         picture.resize((picture.width * 2, picture.height * 2), Image.NEAREST).save(path)
@@ -163,7 +163,7 @@ def map_bootstrap(scores: torch.Tensor, targets: torch.Tensor) -> dict:
     import numpy as np
 
     from audio.metrics import average_precision
-    from launch.stats import bootstrap
+    from launch.engine.stats import bootstrap
     s, t = scores.double().numpy(), targets.numpy() > 0.5
 
     def mean_ap(index):

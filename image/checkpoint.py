@@ -1,4 +1,4 @@
-"""The image checkpoint families for the shared loader (`launch.state_dict`).
+"""The image checkpoint families for the shared loader (`launch.engine.state_dict`).
 
 - timm layout (``blocks.N.*``): timm / AugReg state dicts (.safetensors, .pth), DeiT and ToMe
   training checkpoints (weights under ``model``), MAE pretrained and fine-tuned checkpoints
@@ -15,9 +15,9 @@ import math
 
 from torch import nn
 
-from launch.errors import ConfigError
-from launch.state_dict import Family, load_checkpoint
-from launch.weights import fetch
+from launch.engine.errors import ConfigError
+from launch.engine.state_dict import Family, load_checkpoint
+from launch.engine.weights import fetch
 
 # MAE main_finetune.py: trunc_normal_(model.head.weight, std=2e-5) after loading the encoder.
 MAE_HEAD_INIT_STD = 2e-5
@@ -101,8 +101,8 @@ def _load_npz(model: nn.Module, path: str, check_only: bool) -> dict:
 
 def load_image_checkpoint(model: nn.Module, source, check_only: bool = False,
                           allow_missing: bool = False) -> dict:
-    """Load a checkpoint source (see `launch.weights`) into a timm or torchvision ViT; the report
-    is `launch.state_dict.load_checkpoint`'s."""
+    """Load a checkpoint source (see `launch.engine.weights`) into a timm or torchvision ViT; the report
+    is `launch.engine.state_dict.load_checkpoint`'s."""
     path = fetch(source)
     if path.endswith(".npz"):
         return _load_npz(model, path, check_only)

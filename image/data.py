@@ -18,12 +18,12 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 
-from launch.data import load_with_standins
-from launch.skips import skip_fields
+from launch.engine.data import load_with_standins
+from launch.engine.skips import skip_fields
 from image.modes import to_rgb
-from launch.errors import ConfigError
-from image.synthetic import CLASSES as DEMO_CLASSES  # noqa: F401  (re-exported)
-from image.synthetic import DEFAULT_NUM_CLASSES, demo_picture, write_demo_images  # noqa: F401
+from launch.engine.errors import ConfigError
+from image.demo import CLASSES as DEMO_CLASSES  # noqa: F401  (re-exported)
+from image.demo import DEFAULT_NUM_CLASSES, demo_picture, write_demo_images  # noqa: F401
 from image.transforms import FAMILIES, eval_settings, eval_transform, train_transform  # noqa: F401
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from launch.errors import ConfigError
-from launch.generated import META_FILE, regenerate  # noqa: F401  (META_FILE: the settings file)
+from launch.engine.errors import ConfigError
+from launch.engine.generated import META_FILE, regenerate  # noqa: F401  (META_FILE: the settings file)
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "star")
 TEXTURES = ("hstripes", "vstripes", "checker", "dots", "grid", "noise")

@@ -1,6 +1,6 @@
 """Build the image ViTs the experiments use: timm models, torchvision SWAG ViTs and tiny demo ViTs.
 
-Weights come from `checkpoint`, any source `launch.weights` accepts (a local path, a URL, or a
+Weights come from `checkpoint`, any source `launch.engine.weights` accepts (a local path, a URL, or a
 hub reference, downloaded once into the cache); `pretrained=True` without a checkpoint uses the
 model's published source (`model.image_info["source"]`). Each built model carries
 `model.image_info` (name, family, img_size, num_classes, weights
@@ -13,9 +13,9 @@ from typing import Optional
 
 from torch import nn
 
-from launch.errors import ConfigError
-from image.checkpoints import load_image_checkpoint
-from image.synthetic import DEFAULT_NUM_CLASSES
+from launch.engine.errors import ConfigError
+from image.checkpoint import load_image_checkpoint
+from image.demo import DEFAULT_NUM_CLASSES
 
 TORCHVISION_PREFIX = "torchvision:"
 
@@ -145,7 +145,7 @@ def _build_timm(name, num_classes, img_size, drop_path, overrides):
         kwargs["img_size"] = img_size
     kwargs.update(overrides)
     try:
-        # pretrained stays False: weights arrive via `checkpoint` (launch.weights' cache)
+        # pretrained stays False: weights arrive via `checkpoint` (launch.engine.weights' cache)
         model = timm.create_model(arch, pretrained=False, **kwargs)
     except (TypeError, RuntimeError) as err:  # unknown kwarg, or unknown pretrained tag
         raise ConfigError(f"cannot build {name!r}: {err}") from None

@@ -10,8 +10,8 @@ from typing import Optional
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
 import tome
-from launch.errors import ConfigError
-from launch.tasks import Task, check_checkpoint, tome_options, topk_accuracy
+from launch.engine.errors import ConfigError
+from launch.engine.tasks import Task, check_checkpoint, tome_options, topk_accuracy
 
 
 @dataclass
@@ -65,7 +65,7 @@ class ImageTask(Task):
         if d.demo:
             if dry_run:  # the real submission generates (or refreshes) the demo set
                 return
-            from image.synthetic import write_demo_images
+            from image.demo import write_demo_images
             write_demo_images(d.root, d.demo_classes, d.demo_train_per_class, d.demo_val_per_class,
                               d.demo_size, seed=0)
         splits = ([d.train_split] if cfg.train.epochs > 0 else []) + [d.val_split]
@@ -76,7 +76,7 @@ class ImageTask(Task):
             check_has_images(os.path.join(d.root, split))
 
     def load_checkpoint(self, model, source, check_only: bool = False):
-        from image.checkpoints import load_image_checkpoint
+        from image.checkpoint import load_image_checkpoint
         return load_image_checkpoint(model, source, check_only=check_only)
 
     def build_dataset(self, cfg, train: bool):
@@ -92,7 +92,7 @@ class ImageTask(Task):
         return ImageFolderDataset(d.root, d.val_split, eval_transform(d.family, d.img_size, d.crop_pct))
 
     def build_model(self, cfg):
-        from image.models import build_image_model
+        from image.model import build_image_model
         from image.init import apply_init
         m = cfg.model
         model = build_image_model(m.name, num_classes=m.num_classes, img_size=cfg.data.img_size,
@@ -113,7 +113,7 @@ class ImageTask(Task):
 
     def paint(self, x, source, model, path: str) -> str:
         from PIL import Image
-        from launch.vis import to_uint8
+        from tome.vis import to_uint8
         from tome.paint import groups_on_grid, paint_groups
         grid = model.patch_embed.grid_size if hasattr(model, "patch_embed") else \
             (x.shape[-2] // model.patch_size, x.shape[-1] // model.patch_size)

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Tuple
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -11,7 +11,7 @@ the unmerged and limit models always run timm's own fused attention.
 The limit is the same model with the same per-layer token counts, where the tokens a layer would
 merge are simply dropped (no matching, no merging, the unmerged model's attention kernel): the most
 any merging method can reach at that schedule. Efficiency = merged speed-up / limit speed-up.
-Timing (launch/throughput.py): warm-up, then ``--runs`` rounds, each timing every model once
+Timing (launch/engine/throughput.py): warm-up, then ``--runs`` rounds, each timing every model once
 (CUDA events on GPU); throughput is the median per model, speed-ups the median of the per-round
 ratios to the unmerged model.
 """
@@ -20,21 +20,16 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import timm
+import torch
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-
-import tome  # noqa: E402
-from launch import throughput  # noqa: E402
-from launch.throughput import DTYPES, make_step, summarize, time_interleaved  # noqa: E402
-from tome.attention import BACKENDS  # noqa: E402
-from tome.flops import model_gflops  # noqa: E402
-from tome.schedule import clamp_r, parse_r  # noqa: E402
+import tome
+from launch.engine import throughput
+from launch.engine.throughput import DTYPES, make_step, summarize, time_interleaved
+from tome.attention import BACKENDS
+from tome.flops import model_gflops
+from tome.schedule import clamp_r, parse_r
 
 # Video and audio models, built by their task: video_vit_{micro,tiny,b,l,h}, audio_vit_{micro,tiny,s,b,l}
 TASK_MODELS = ("video_vit_", "audio_vit_")
@@ -69,7 +64,7 @@ def measure(models: dict, batch: int, args, device, dtype) -> dict:
 
 
 def search_batch(model, args, device, dtype) -> int:
-    """The best power-of-two batch of ``model`` (launch/throughput.py's protocol)."""
+    """The best power-of-two batch of ``model`` (launch/engine/throughput.py's protocol)."""
     def make_run(batch):
         return make_step(model, torch.randn(batch, *args.input_shape, device=device), args.step,
                          dtype, device)
@@ -81,8 +76,8 @@ def _task_model(name: str):
     with the task's default input shape (MAE-ST 16x224 clips, Audio-MAE 1024x128 fbanks)."""
     from types import SimpleNamespace
 
-    from launch.config import ToMeConfig
-    from launch.tasks import get_task
+    from launch.engine.config import ToMeConfig
+    from launch.engine.tasks import get_task
     modality, variant = name.split("_vit_", 1)
     task = get_task(modality)
     cfg = SimpleNamespace(data=task.data_schema(), model=task.model_schema(variant=variant, drop_path=0.0),
@@ -91,8 +86,8 @@ def _task_model(name: str):
 
 
 def build(args, device):
-    if args.model.startswith("hf:"):  # transformers video/audio classifiers (launch/bench_hf.py)
-        from launch.bench_hf import build as build_hf
+    if args.model.startswith("hf:"):  # transformers video/audio classifiers (launch/engine/hf_bench.py)
+        from launch.engine.hf_bench import build as build_hf
         return build_hf(args, device)
     r = (args.r, args.inflection) if args.inflection is not None else args.r
     if args.model.startswith(TASK_MODELS):

@@ -29,21 +29,17 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import statistics
 import sys
 import time
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import timm
+import torch
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-
-import tome  # noqa: E402
-import tome.attention  # noqa: E402
-from launch.bench import DTYPES, limit_model, make_step  # noqa: E402
-from launch.timing import median_seconds  # noqa: E402
+import tome
+import tome.attention
+from launch.bench import DTYPES, limit_model, make_step
+from launch.engine.timing import median_seconds
 
 BACKENDS = tome.attention.BACKENDS
 STEPS = ("inference", "train")

@@ -8,14 +8,10 @@ Configs with stages or sweeps need launch/submit.py, which expands them into run
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from launch.errors import ConfigError  # noqa: E402
-from launch.submit import build_plan  # noqa: E402
+from launch.engine.errors import ConfigError
+from launch.runs.submission import build_plan
 
 
 def main(argv=None) -> int:
@@ -32,8 +28,8 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    from launch.engine import run
-    from launch.rundir_lock import RunDirLocked
+    from launch.engine.loop import run
+    from launch.engine.rundir_lock import RunDirLocked
     only = plan[0][0]
     try:
         run(only.cfg, args.run_dir or only.run_dir)

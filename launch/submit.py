@@ -14,148 +14,11 @@ one after another, streams their logs, then writes the comparison table and plot
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import time
 
-if __package__ in (None, ""):  # `python launch/submit.py` from a checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from launch.config import load_yaml, parse_override, set_dotted  # noqa: E402
-from launch.errors import ConfigError  # noqa: E402
-from launch.job import Job  # noqa: E402
-from launch.local_jobs import LauncherStopped, SignalForwarder  # noqa: E402
-from launch.plan import expand  # noqa: E402
-from launch.precheck import check_plan  # noqa: E402
-from launch.tasks import get_task  # noqa: E402
-
-
-def pick_cluster(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    return "slurm" if shutil.which("sbatch") and shutil.which("srun") else "local"
-
-
-def make_executor(cfg, cluster: str, folder: str, array_size: int = 1):
-    import submitit
-
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    if cluster == "slurm":
-        s = cfg.slurm
-        params = dict(nodes=s.nodes, tasks_per_node=max(s.gpus_per_node, 1), gpus_per_node=s.gpus_per_node,
-                      cpus_per_task=s.cpus_per_task, timeout_min=s.timeout_min, name=cfg.name,
-                      slurm_array_parallelism=min(s.max_parallel, array_size),
-                      slurm_signal_delay_s=120)
-        for key in ("partition", "account", "qos", "constraint"):
-            if getattr(s, key):
-                params[f"slurm_{key}"] = getattr(s, key)
-        if s.mem_gb:
-            params["mem_gb"] = s.mem_gb
-        executor.update_parameters(**params)
-    elif cluster == "local":
-        params = dict(timeout_min=cfg.slurm.timeout_min, name=cfg.name,
-                      tasks_per_node=cfg.launch.tasks_per_node)
-        if cfg.launch.device == "cpu":
-            params["gpus_per_node"] = 0  # keep the job off any local GPU
-        executor.update_parameters(**params)
-    return executor
-
-
-def _stream(job, poll: float = 1.0) -> None:
-    """Print a local job's log as it grows, until the job ends; raise if it failed."""
-    seen = 0
-    path = str(job.paths.stdout)
-    while True:
-        finished = job.done()
-        if os.path.exists(path):
-            with open(path) as f:
-                f.seek(seen)
-                chunk = f.read()
-                seen += len(chunk)
-            if chunk:
-                try:
-                    print(chunk, end="", flush=True)
-                except OSError:  # the terminal closed: keep following the job
-                    pass
-        if finished:
-            break
-        time.sleep(poll)
-    job.results()  # re-raises the error of any task, with its traceback
-
-
-def _run_local(executor, run):
-    """One local job, streamed; SIGINT/SIGTERM/SIGHUP stop it at its next checkpoint first."""
-    with SignalForwarder(run.run_dir) as forwarder:
-        job = forwarder.submit(executor, Job(), run.cfg.to_dict(), run.run_dir)
-        print(f"=== {run.run_dir} (job {job.job_id})", flush=True)
-        try:
-            _stream(job)
-        except Exception:
-            if not forwarder.stopped:
-                raise
-        if forwarder.stopped:
-            raise LauncherStopped(forwarder.signum)
-    return job
-
-
-def build_plan(config_path: str, overrides, dry_run: bool = False):
-    raw = load_yaml(config_path)
-    for text in overrides:
-        key, value = parse_override(text)
-        set_dotted(raw, key, value)
-    plan = expand(raw)
-    for stage in plan:
-        for run in stage:
-            get_task(run.cfg.task).prepare(run.cfg, dry_run=dry_run)  # a dry run writes nothing
-    check_plan(plan)
-    return plan
-
-
-def submit(config_path: str, overrides=(), cluster: str = None, dry_run: bool = False,
-           compare: bool = True) -> list:
-    plan = build_plan(config_path, overrides, dry_run)
-    first = plan[0][0].cfg
-    cluster = pick_cluster(cluster or first.launch.cluster)
-    root = os.path.join(first.launch.out_dir, first.name)
-    total = sum(len(s) for s in plan)
-    print(f"{first.name}: {total} run(s) in {len(plan)} stage(s) under {root} ({cluster})")
-    for stage in plan:
-        for run in stage:
-            print(f"  {run.run_dir}")
-    if dry_run:
-        return []
-    folder = os.path.join(root, "submitit", "%j")
-    jobs, previous = [], []
-    for stage in plan:
-        runs = stage
-        if cluster == "slurm":
-            executor = make_executor(runs[0].cfg, cluster, folder, len(runs))
-            if previous:
-                executor.update_parameters(
-                    slurm_additional_parameters={"dependency": "afterok:" + ":".join(j.job_id for j in previous)})
-            with executor.batch():
-                stage_jobs = [executor.submit(Job(), r.cfg.to_dict(), r.run_dir) for r in runs]
-            for r, j in zip(runs, stage_jobs):
-                print(f"submitted {j.job_id}: {r.run_dir}\n  log: {j.paths.stdout}")
-            previous = stage_jobs
-            jobs += stage_jobs
-            continue
-        for r in runs:  # local / debug: one run at a time on this machine
-            executor = make_executor(r.cfg, cluster, folder)
-            if cluster == "debug":
-                job = executor.submit(Job(), r.cfg.to_dict(), r.run_dir)
-                print(f"=== {r.run_dir} (job {job.job_id})", flush=True)
-                job.result()
-            else:
-                job = _run_local(executor, r)
-            jobs.append(job)
-    if cluster != "slurm" and compare:
-        from launch.compare import write_report
-        report = write_report([root], os.path.join(root, "compare"))
-        print(report["markdown"])
-        print(f"comparison written to {report['paths']}")
-    return jobs
+from launch.engine.errors import ConfigError
+from launch.runs.local_jobs import LauncherStopped
+from launch.runs.submission import submit
 
 
 def main(argv=None) -> int:
@@ -171,7 +34,7 @@ def main(argv=None) -> int:
     args = parser.parse_intermixed_args(argv)
     try:
         if args.print_config:
-            from launch.resolved import resolved_yaml
+            from launch.runs.resolved import resolved_yaml
             print(resolved_yaml(args.config, args.overrides), end="")
             return 0
         submit(args.config, args.overrides, args.cluster, args.dry_run, not args.no_compare)

@@ -7,6 +7,8 @@ and every token keeps the Python set of input positions it holds. Sizes are the 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -84,3 +86,27 @@ def direct_forward(model, x, rs, prop_attn=True, metric="k"):
 def groups_of(source):
     """A traced [B, T, T_in] source map as the oracle's groups: frozensets of input positions."""
     return [[frozenset(torch.nonzero(row).flatten().tolist()) for row in sample] for sample in source]
+
+
+def paper_merge(x, metric, size, r):
+    """The published algorithm (paper pseudocode, class token at position 0), as a test oracle."""
+    metric = metric / metric.norm(dim=-1, keepdim=True)
+    a, b = metric[:, ::2], metric[:, 1::2]
+    scores = a @ b.transpose(-1, -2)
+    scores[:, 0, :] = -math.inf
+    node_max, node_idx = scores.max(dim=-1)
+    edge_idx = node_max.argsort(dim=-1, descending=True)[..., None]
+    unm_idx = edge_idx[:, r:].sort(dim=1).values
+    src_idx = edge_idx[:, :r]
+    dst_idx = node_idx[..., None].gather(1, src_idx)
+
+    def merge(t):
+        src, dst = t[:, ::2], t[:, 1::2]
+        n, t1, c = src.shape
+        unm = src.gather(1, unm_idx.expand(n, t1 - r, c))
+        src = src.gather(1, src_idx.expand(n, r, c))
+        dst = dst.scatter_reduce(1, dst_idx.expand(n, r, c), src, reduce="sum")
+        return torch.cat([unm, dst], dim=1)
+
+    merged_size = merge(size)
+    return merge(x * size) / merged_size, merged_size

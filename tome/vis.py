@@ -6,7 +6,7 @@ Each group of patches that became one token is painted with the group's mean col
     python -m tome.vis --image cat.jpg --model vit_base_patch16_224 --checkpoint vit_b.pth --r 16
 
 For video and audio, fold the source map to (frames, rows, cols) or (time, freq) first
-(:mod:`tome.spatiotemporal`, :mod:`tome.spectrogram`) and paint each 2-D slice with
+(:mod:`tome.patch.spatiotemporal`, :mod:`tome.patch.spectrogram`) and paint each 2-D slice with
 :func:`paint_groups`.
 """
 from __future__ import annotations
@@ -18,6 +18,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from .paint import groups_on_grid, paint_groups
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Min-max scale a normalised input (any shape) to uint8 for display."""
+    x = x.float()
+    x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-8)
+    return (x * 255).round().byte().numpy()
 
 
 def synthetic_picture(size: int = 224, seed: int = 0) -> Image.Image:

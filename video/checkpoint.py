@@ -21,8 +21,8 @@ import re
 import torch
 import torch.nn.functional as F
 
-from launch.errors import ConfigError
-from launch.state_dict import Family, load_checkpoint
+from launch.engine.errors import ConfigError
+from launch.engine.state_dict import Family, load_checkpoint
 
 # mae_st main_finetune.py: trunc_normal_(model.head.weight, std=2e-5)
 MAE_ST_HEAD_INIT_STD = 2e-5
@@ -89,6 +89,6 @@ FAMILY = Family("mae_st", head_modules=("head",), pos_embed_keys=("pos_embed_spa
 def load_mae_st_checkpoint(model, source, strict_head: bool = False, check_only: bool = False) -> dict:
     """Load an MAE-ST checkpoint source (pretrained or fine-tuned) into a ``VideoViT`` in place.
 
-    The report is `launch.state_dict.load_checkpoint`'s, plus ``fused_qkv`` (blocks).
+    The report is `launch.engine.state_dict.load_checkpoint`'s, plus ``fused_qkv`` (blocks).
     """
     return load_checkpoint(model, source, FAMILY, strict_head=strict_head, check_only=check_only)

@@ -12,9 +12,9 @@ from typing import Optional, Sequence, Union
 import torch
 from torch.utils.data import Dataset
 
-from launch.data import load_with_standins
-from launch.skips import skip_fields
-from launch.errors import ConfigError
+from launch.engine.data import load_with_standins
+from launch.engine.skips import skip_fields
+from launch.engine.errors import ConfigError
 
 from . import transforms as T
 from .decode import read_frames

@@ -13,8 +13,8 @@ from typing import Sequence, Union
 import av
 import numpy as np
 
-from launch.errors import ConfigError
-from launch.generated import regenerate
+from launch.engine.errors import ConfigError
+from launch.engine.generated import regenerate
 
 # The first four classes survive horizontal flips, so the default 4-class set trains with the usual
 # flip augmentation; move_left/move_right (classes 5 and 6) need the dataset's hflip=False.
@@ -112,7 +112,7 @@ def write_demo_videos(root, num_classes: int = 4, videos_per_class: Union[int, S
 
     ``videos_per_class``: (train, val) counts, or one int for both. ``size``: (height, width) or
     one int; even numbers (yuv420p). The same seed gives the same frames. Rewritten only when the
-    settings (or the generator) change (launch/generated.py).
+    settings (or the generator) change (launch/engine/generated.py).
     """
     if not isinstance(num_classes, int) or not 2 <= num_classes <= len(CLASSES):
         raise ConfigError(f"demo num_classes={num_classes!r} must be an integer in 2..{len(CLASSES)}")

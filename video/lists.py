@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 # The label is the last field, so paths may contain spaces; either separator style is accepted.
 _LINE = re.compile(r"(?P<path>.+?)[\s,]+(?P<label>[^\s,]+)")

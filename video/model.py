@@ -16,7 +16,7 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 # width, depth, heads. MAE-ST's ViT-H is named "patch14" in models_vit.py but is built with
 # patch_size=16 there, and the published ViT-H checkpoints are 2x16x16 tubelets, so H uses 16 too.

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 import tome
-from launch.errors import ConfigError
-from launch.tasks import Task, check_checkpoint, required_lists, tome_options, topk_accuracy
+from launch.engine.errors import ConfigError
+from launch.engine.tasks import Task, check_checkpoint, required_lists, tome_options, topk_accuracy
 
 
 @dataclass
@@ -81,7 +81,7 @@ class VideoTask(Task):
         from video.data import load_video_list
         for _, path in required_lists(cfg, "a Kinetics CSV of 'path label' lines"):
             load_video_list(path, d.root)  # missing file, empty list or bad line: ConfigError
-        from launch.hf_models import is_transformers_source
+        from launch.engine.hf_models import is_transformers_source
         if not is_transformers_source(cfg.model.checkpoint):  # a transformers model directory
             check_checkpoint(cfg.model.checkpoint, cfg, self)
 
@@ -106,7 +106,7 @@ class VideoTask(Task):
     def build_model(self, cfg):
         from video.model import build_video_vit, load_mae_st_checkpoint
         m, d = cfg.model, cfg.data
-        from launch.hf_models import is_transformers_source, load_classifier
+        from launch.engine.hf_models import is_transformers_source, load_classifier
         if is_transformers_source(m.checkpoint):  # a published VideoMAE: the publisher's module
             return load_classifier(m.checkpoint, "video", m.num_classes)
         model = build_video_vit(m.variant, m.num_classes, num_frames=d.num_frames, img_size=d.crop_size,
@@ -117,7 +117,7 @@ class VideoTask(Task):
         return model
 
     def patch(self, model, cfg):
-        from launch.hf_models import TransformersClassifier
+        from launch.engine.hf_models import TransformersClassifier
         if isinstance(model, TransformersClassifier):
             return tome.patch.transformers(model, **tome_options(cfg))
         return tome.patch.video(model, **tome_options(cfg))
@@ -136,8 +136,8 @@ class VideoTask(Task):
         return dataclasses.replace(cfg, data=data)
 
     def paint(self, x, source, model, path: str) -> str:
-        from launch.vis import to_uint8
-        from tome.spatiotemporal import paint_video, save_video_groups, video_groups
+        from tome.vis import to_uint8
+        from tome.patch.spatiotemporal import paint_video, save_video_groups, video_groups
         groups = video_groups(source, model.patch_embed.grid_size, model._tome.protected)
         frames = to_uint8(x.permute(1, 2, 3, 0))  # (C, T, H, W) -> (T, H, W, C)
         painted = paint_video(frames, groups.numpy())

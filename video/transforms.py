@@ -3,7 +3,7 @@
 Clips are uint8 tensors shaped (T, C, H, W) until ``normalize`` turns them into float (C, T, H, W).
 Every spatial op draws its parameters once per clip, so all frames of a clip get the same crop,
 flip and RandAugment ops. Randomness comes from torch's RNG, and for RandAugment (timm's) from
-python's and numpy's; ``launch.data.SeededDataset`` seeds all three per sample.
+python's and numpy's; ``launch.engine.data.SeededDataset`` seeds all three per sample.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 
 def clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int, clip_idx: int = -1,
@@ -139,7 +139,7 @@ class ClipRandAugment:
     of frames, so every frame gets the same ops and parameters; here each frame is transformed
     with the random state rewound to the clip's start, which draws the same ops and parameters
     (timm's draws never depend on the image). Randomness: python's ``random`` and numpy's
-    generator, both seeded per sample by ``launch.data.SeededDataset``.
+    generator, both seeded per sample by ``launch.engine.data.SeededDataset``.
     """
 
     _FIELD = re.compile(r"(mstd|inc|m|n)([0-9.]+)")

@@ -358,7 +358,7 @@ def check_values(cfg: Config) -> None:
         ToMeInfo(metric=cfg.tome.metric, mode=cfg.tome.mode, matching=cfg.tome.matching,
                  distance=cfg.tome.distance, attn=cfg.tome.attn, prop_attn=cfg.tome.prop_attn)
         for r in [cfg.tome.r] + list(cfg.tome.eval_r):
-            tome.parse_r(schedule(cfg.tome, r), 10_000)
+            tome.parse_r(model_r(cfg.tome, r), 10_000)
     except ValueError as err:
         raise ConfigError(f"tome: {err}") from None
     for key, values in cfg.sweep.items():
@@ -366,8 +366,9 @@ def check_values(cfg: Config) -> None:
             raise ConfigError(f"sweep.{key} must be a non-empty list of values, got {values!r}")
 
 
-def schedule(tome_cfg: ToMeConfig, r):
-    """The schedule object ``model.r`` takes: an int, a per-layer list, or (r, inflection)."""
+def model_r(tome_cfg: ToMeConfig, r):
+    """What ``model.r`` is set to for the config's ``r``: an int, a per-layer list, or
+    (r, inflection) when the config names an inflection (``tome.schedule`` parses all three)."""
     if tome_cfg.inflection is not None:
         if isinstance(r, list):
             raise ValueError(f"inflection needs an integer r, got the list {r!r}")
@@ -375,13 +376,19 @@ def schedule(tome_cfg: ToMeConfig, r):
     return r
 
 
-def resolve(path: str, overrides=()) -> Config:
-    """Load ``path``, apply ``key=value`` overrides, validate."""
+def load_raw(path: str, overrides=()) -> dict:
+    """Load ``path`` (with its ``defaults``) and apply ``key=value`` overrides, unvalidated: what
+    sweeps and stages expand (``launch/runs/plan.py``) before each run is validated."""
     raw = load_yaml(path)
     for text in overrides:
         key, value = parse_override(text)
         set_dotted(raw, key, value)
-    return build_config(raw)
+    return raw
+
+
+def resolve(path: str, overrides=()) -> Config:
+    """Load ``path``, apply ``key=value`` overrides, validate."""
+    return build_config(load_raw(path, overrides))
 
 
 def from_dict(raw: dict) -> Config:

@@ -99,7 +99,7 @@ def load_with_standins(load: Callable[[int], object], path_of: Callable[[int], s
 
     ``standin(index, attempt)`` picks the next index to try. Returns ``(result, index, failures)``
     where ``failures`` lists ``(index, path, reason)`` of the unreadable files passed over (empty
-    when the first read worked). Items carry them as ``launch.skips.skip_fields(failures)``; the
+    when the first read worked). Items carry them as ``launch.engine.skips.skip_fields(failures)``; the
     engine counts distinct files over workers and processes into ``skipped_files``, so a long run
     reports bad files instead of dying on one. After ``max_retries`` stand-ins in a row fail,
     ``error`` is raised.

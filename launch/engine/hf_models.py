@@ -24,10 +24,10 @@ LAYOUTS = ("image", "video", "spectrogram")
 def fetch(source: str) -> str:
     """A local directory for ``source``: a hub repository's snapshot, or the directory itself.
 
-    Downloads go through ``launch.weights`` (one cache, one process per node, offline afterwards).
+    Downloads go through ``launch.engine.weights`` (one cache, one process per node, offline afterwards).
     """
     if source.startswith(HUB):
-        from launch.weights import fetch as fetch_weights
+        from launch.engine.weights import fetch as fetch_weights
         return fetch_weights(source)
     return source
 

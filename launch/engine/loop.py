@@ -25,7 +25,7 @@ from tome.flops import model_gflops
 
 from . import checkpoint as ckpt
 from . import distributed
-from .config import Config, schedule
+from .config import Config, model_r
 from .data import EpochSampler, SeededDataset, step_seed
 from .mixup import Mixup
 from .lr_schedule import lr_at_step
@@ -118,9 +118,9 @@ def evaluate(model, task, cfg: Config, dataset, env, log=None) -> dict:
 
 def measure_throughput(model, shape, cfg: Config, device, rs: list) -> dict:
     """Interleaved inference throughput at every r of ``rs`` and of the unpatched model, in
-    ``eval.throughput_dtype`` (see launch/throughput.py); row fields keyed by ``json.dumps(r)``."""
+    ``eval.throughput_dtype`` (see launch/engine/throughput.py); row fields keyed by ``json.dumps(r)``."""
     speeds = throughput.measure_sweep(
-        model, {json.dumps(r): schedule(cfg.tome, r) for r in rs}, shape, cfg.eval.throughput_batch,
+        model, {json.dumps(r): model_r(cfg.tome, r) for r in rs}, shape, cfg.eval.throughput_batch,
         cfg.eval.throughput_dtype, cfg.eval.throughput_iters, cfg.eval.throughput_warmup, device)
     base = speeds.pop(throughput.BASELINE)
     return {key: {**s, "baseline_throughput": base["throughput"], "baseline_batch": base["batch"],
@@ -185,7 +185,7 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
     sample_dims = len(task.input_shape(cfg))
-    model.r = schedule(cfg.tome, cfg.tome.r)
+    model.r = model_r(cfg.tome, cfg.tome.r)
     log.info(f"training {t.epochs} epochs x {steps_per_epoch} steps, lr {base_lr:.3g}, "
              f"effective batch {eff_batch}, r={model.r}")
 
@@ -313,7 +313,7 @@ def evaluate_sweep(model, task, cfg: Config, env, log: RunLog, stopper: Graceful
             continue
         if stopper is not None and stopper.agreed(env.world_size, env.device):
             raise stopper.stop(f"before evaluating r={r}, {len(rows)} row(s) kept")
-        model.r = schedule(cfg.tome, r)
+        model.r = model_r(cfg.tome, r)
         metrics = evaluate(model, task, cfg, dataset, env, log)
         if env.is_main:
             tokens = throughput.call_tokens(model.eval(), torch.zeros(1, *shape, device=env.device))
@@ -323,7 +323,7 @@ def evaluate_sweep(model, task, cfg: Config, env, log: RunLog, stopper: Graceful
                    "gflops": model_gflops(model, tokens_in, tokens),
                    "tokens_in": tokens_in, "tokens_out": tokens[-1], "device": str(env.device),
                    "amp": cfg.eval.amp,
-                   **applied_schedule(schedule(cfg.tome, r), _num_layers(model), tokens_in, tokens,
+                   **applied_schedule(model_r(cfg.tome, r), _num_layers(model), tokens_in, tokens,
                                       log)}
             rows.append(row)
             log.jsonl("results.jsonl", row, key=("r",))

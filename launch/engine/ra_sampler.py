@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 
 class RepeatedAugSampler(EpochSampler):
-    """Yields ``(index, sample_seed)`` like :class:`launch.data.EpochSampler`, whose iteration,
+    """Yields ``(index, sample_seed)`` like :class:`launch.engine.data.EpochSampler`, whose iteration,
     resume and length it shares; only the epoch's order differs."""
 
     def __init__(self, size: int, rank: int = 0, world: int = 1, seed: int = 0, repeats: int = 3):

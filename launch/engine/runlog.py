@@ -7,8 +7,8 @@ Files in a run directory:
                   one per epoch even when an epoch is redone after a preemption
   results.jsonl   one JSON object per evaluated r: metrics, throughput, GFLOPs, tokens left,
                   r_requested / r_applied per layer, skipped_files (distinct) and standins
-  .lock           the job that writes this directory (launch/rundir_lock.py)
-  checkpoint.pth, checkpoint.prev.pth   the two newest checkpoints (launch/checkpoint.py)
+  .lock           the job that writes this directory (launch/engine/rundir_lock.py)
+  checkpoint.pth, checkpoint.prev.pth   the two newest checkpoints (launch/engine/checkpoint.py)
   tb/             TensorBoard events with the same tags in every modality:
                   train/loss, train/lr, eval/<metric>, speed/throughput, tome/r, tome/tokens_out,
                   tome/gflops, and sweep/<metric> over r (step = r) for the evaluation sweep.

@@ -3,7 +3,7 @@
 A modality describes its checkpoint family with a :class:`Family` (renaming and
 position-embedding hooks); everything else is shared:
 
-1. **read** the file a source resolves to (:func:`launch.weights.fetch`): ``.safetensors``
+1. **read** the file a source resolves to (:func:`launch.engine.weights.fetch`): ``.safetensors``
    through safetensors, anything else through ``torch.load(weights_only=True)`` with an
    allow-list of the plain non-tensor types official training scripts pickle next to the
    weights (:data:`SAFE_GLOBALS`). Any other object is refused: the file is never unpickled in

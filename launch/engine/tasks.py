@@ -6,7 +6,6 @@ launcher and the comparison tools know nothing else about images, video or audio
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Optional
 
 import torch
@@ -24,7 +23,7 @@ class Task:
     primary_metric: str = "acc1"   # what compare.py and "best" checkpoints rank by
     multilabel: bool = False       # targets are multi-hot (BCE) rather than class ids
     fp32_scores: bool = False      # evaluation scores computed without autocast, whatever eval.amp
-    positive_data_fields: tuple = ()  # data sizes checked at submission (launch/precheck.py)
+    positive_data_fields: tuple = ()  # data sizes checked at submission (launch/runs/precheck.py)
 
     def prepare(self, cfg, dry_run: bool = False) -> None:
         """Before submission: generate demo data if asked, check every path (ConfigError).

@@ -20,7 +20,7 @@ publisher gives one (torchvision's file-name hash prefix, the hub's sha256 etag,
 Once in the cache, a source resolves without the network. Failures are one-line
 :class:`ConfigError` messages naming the URL and what to do, and leave no partial file.
 
-Command line (prefetch on a login node before submitting to compute nodes without internet)::
+Command line (prefetch on a login node before submitting to compute nodes without internet): ``launch/weights.py``::
 
     python -m launch.weights SOURCE|CONFIG.yaml [...]   # prints each local path on its own line
 """
@@ -50,7 +50,7 @@ URL_SCHEMES = ("http://", "https://")
 DRIVE_DOWNLOAD = "https://drive.usercontent.google.com/download"
 _DRIVE_ID = re.compile(r"(?:/file/d/|[?&]id=)([A-Za-z0-9_-]{10,})")
 _HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")  # torchvision / torch.hub file-name convention
-_SPELLINGS = ("a local path, http(s)://..., hf-hub:<org>/<repo>[@rev][/<file>], timm:<model>.<tag> "
+SPELLINGS = ("a local path, http(s)://..., hf-hub:<org>/<repo>[@rev][/<file>], timm:<model>.<tag> "
               "or torchvision:<WeightsEnum>.<MEMBER>")
 _CHUNK = 1 << 20
 TIMEOUT_S = 60
@@ -358,7 +358,7 @@ def _torchvision_prefix(url: str) -> Optional[str]:
 def fetch(source) -> str:
     """The local path of a checkpoint source (see the module docstring), downloading it if needed."""
     if not isinstance(source, (str, os.PathLike)) or not str(source):
-        raise ConfigError(f"checkpoint source {source!r} is not valid; expected {_SPELLINGS}")
+        raise ConfigError(f"checkpoint source {source!r} is not valid; expected {SPELLINGS}")
     source = os.fspath(source)
     if source.startswith("timm:"):
         resolved = resolve_timm(source)
@@ -378,7 +378,7 @@ def fetch(source) -> str:
     if source.startswith(URL_SCHEMES):
         return str(fetch_url(source))
     if not os.path.exists(source):
-        raise ConfigError(f"checkpoint {source!r} does not exist; expected {_SPELLINGS}")
+        raise ConfigError(f"checkpoint {source!r} does not exist; expected {SPELLINGS}")
     return source
 
 
@@ -404,46 +404,3 @@ def cached(source) -> Optional[str]:
         return hit if isinstance(hit, str) else None
     except Exception:  # not cached, or not resolvable offline
         return None
-
-
-def config_sources(path: str, overrides=()) -> list[str]:
-    """The checkpoint sources a config's runs read (skipping those an earlier stage writes)."""
-    from .config import load_yaml, parse_override, set_dotted
-    from .plan import expand
-
-    raw = load_yaml(path)
-    for text in overrides:
-        set_dotted(raw, *parse_override(text))
-    out = []
-    for stage in expand(raw):
-        for run in stage:
-            source = run.cfg.model.checkpoint
-            produced = isinstance(source, str) and os.path.abspath(source).startswith(
-                os.path.abspath(run.cfg.launch.out_dir) + os.sep)
-            if source and not produced and source not in out:
-                out.append(source)
-    return out
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m launch.weights",
-        description="Download checkpoint sources (or those a config needs) into $TOME_CACHE and "
-                    "print each local path on its own line.")
-    parser.add_argument("sources", nargs="+", help=f"{_SPELLINGS}, or a config .yaml")
-    args = parser.parse_args(argv)
-    try:
-        for item in args.sources:
-            todo = config_sources(item) if item.endswith((".yaml", ".yml")) else [item]
-            for source in todo:
-                print(fetch(source), flush=True)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

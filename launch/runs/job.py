@@ -6,8 +6,8 @@ class Job:
     resubmits: the run itself resumes from the checkpoints in its directory."""
 
     def __call__(self, cfg_dict: dict, run_dir: str):
-        from launch.config import from_dict
-        from launch.engine import run
+        from launch.engine.config import from_dict
+        from launch.engine.loop import run
         return run(from_dict(cfg_dict), run_dir)
 
     def checkpoint(self, cfg_dict: dict, run_dir: str):

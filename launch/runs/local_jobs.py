@@ -4,7 +4,7 @@ submitit's local executor runs each job as a controller process (``submitit.loca
 starts the task processes and forwards SIGTERM to them. Jobs are started with SIGINT and SIGHUP
 ignored, so a Ctrl-C or a closing terminal reaches only the launcher. The launcher then sends
 SIGTERM to each running job's controller; the tasks stop at their next checkpoint
-(:mod:`launch.stop`) and exit, the controller ends with them, and the launcher waits for that
+(:mod:`launch.engine.stop`) and exit, the controller ends with them, and the launcher waits for that
 before it exits itself (with 128 + the signal number). A second signal is forwarded too: the tasks
 then stop at once.
 """
@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from .stop import STOP_FILE
+from launch.engine.stop import STOP_FILE
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -65,7 +65,7 @@ class SignalForwarder:
         except OSError:  # the terminal is gone
             pass
         if first and self.run_dir:
-            try:  # seen by a job that was still starting and missed the signal (launch/stop.py)
+            try:  # seen by a job that was still starting and missed the signal (launch/engine/stop.py)
                 os.makedirs(self.run_dir, exist_ok=True)
                 open(os.path.join(self.run_dir, STOP_FILE), "w").close()
             except OSError:

@@ -17,8 +17,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from .config import Config, build_config, set_dotted
-from .errors import ConfigError
+from launch.engine.config import Config, build_config, load_raw, set_dotted
+from launch.engine.errors import ConfigError
 
 _STAGE_REF = re.compile(r"\$\{stage:([A-Za-z0-9_.-]+)\}")
 
@@ -90,3 +90,16 @@ def expand(raw: dict) -> list[list[Run]]:
             stage_dirs[stage.name] = runs[0].run_dir
         plan.append(runs)
     return plan
+
+
+def checkpoint_sources(path: str, overrides=()) -> list[str]:
+    """The checkpoint sources a config's runs read (skipping those an earlier stage writes)."""
+    out = []
+    for stage in expand(load_raw(path, overrides)):
+        for run in stage:
+            source = run.cfg.model.checkpoint
+            produced = isinstance(source, str) and os.path.abspath(source).startswith(
+                os.path.abspath(run.cfg.launch.out_dir) + os.sep)
+            if source and not produced and source not in out:
+                out.append(source)
+    return out

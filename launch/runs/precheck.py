@@ -6,7 +6,7 @@ After each run's config is validated and its task has checked its paths (``Task.
   * the task's positive data sizes (``Task.positive_data_fields``) are positive;
   * a ``model.checkpoint`` that does not exist yet is accepted only if an earlier stage of the
     same plan writes exactly that file (``<run_dir>/checkpoint.pth`` of a stage that trains);
-  * no live job holds a run directory of the plan (:mod:`launch.rundir_lock`).
+  * no live job holds a run directory of the plan (:mod:`launch.engine.rundir_lock`).
 Each failure is one :class:`ConfigError` line naming the run, the bad value and what is valid.
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ import torch
 
 import tome
 
-from .checkpoint import LAST
-from .config import schedule
-from .errors import ConfigError
-from .rundir_lock import check_free
-from .tasks import get_task
+from launch.engine.checkpoint import LAST
+from launch.engine.config import model_r
+from launch.engine.errors import ConfigError
+from launch.engine.rundir_lock import check_free
+from launch.engine.tasks import get_task
 
 
 def _where(run) -> str:
@@ -62,7 +62,7 @@ def check_schedules(cfg, depth: int) -> None:
     for key, values in (("tome.r", [cfg.tome.r]), ("tome.eval_r", list(cfg.tome.eval_r))):
         for r in values:
             try:
-                tome.parse_r(schedule(cfg.tome, r), depth)
+                tome.parse_r(model_r(cfg.tome, r), depth)
             except ValueError as err:
                 raise ConfigError(f"{key}={r!r} does not fit {cfg.model.name} ({depth} layers): "
                                   f"{err}") from None

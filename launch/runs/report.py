@@ -1,7 +1,5 @@
-"""Compare runs: a table (markdown + CSV) and an accuracy-versus-speed-up plot (PNG).
-
-    python launch/compare.py runs/demo_image                  # every run under a directory
-    python launch/compare.py runs/a runs/b --out report/ab    # several runs side by side
+"""What ``launch/compare.py`` writes: a table (markdown + CSV) and an accuracy-versus-speed-up
+plot (PNG) of runs.
 
 Each row is one evaluated r of one run (from its results.jsonl). Speed-up is throughput over the
 unpatched model's, measured in the same process in interleaved rounds (the median of per-round
@@ -12,19 +10,14 @@ row (``paper: <id>``), the paper's numbers sit beside ours.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
-import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import yaml
 
-import yaml  # noqa: E402
-
-from launch.paper import ROWS, row as paper_row  # noqa: E402
-from launch.runlog import read_jsonl  # noqa: E402
+from launch.engine.paper import ROWS, row as paper_row
+from launch.engine.runlog import read_jsonl
 
 METRICS = ("acc1", "acc5", "map", "mauc", "view_acc1")
 COLUMNS = ["run", "task", "model", "train_r", "r", "metric", "value", "value_se", "value_lo",
@@ -210,22 +203,3 @@ def write_report(paths, out_prefix: str) -> dict:
     plot(rows, out_prefix + ".png")
     return {"rows": rows, "markdown": table,
             "paths": [out_prefix + ext for ext in (".md", ".csv", ".png")]}
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", help="run directories or their parents")
-    parser.add_argument("--out", help="output prefix (default: <first path>/compare)")
-    args = parser.parse_args(argv)
-    try:
-        report = write_report(args.runs, args.out or os.path.join(args.runs[0], "compare"))
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(report["markdown"])
-    print(f"written: {', '.join(report['paths'])}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import yaml
 
-from .config import Config, load_yaml, parse_override, set_dotted
-from .plan import expand
-from .steps import effective_batch, peak_lr, slurm_world_size
-from .tasks import get_task
+from launch.engine.config import Config, load_raw
+from launch.runs.plan import expand
+from launch.engine.steps import effective_batch, peak_lr, slurm_world_size
+from launch.engine.tasks import get_task
 
 
 def derived(cfg: Config, run_dir: str = "") -> dict:
@@ -28,12 +28,8 @@ def derived(cfg: Config, run_dir: str = "") -> dict:
 
 
 def resolved_runs(config_path: str, overrides=()) -> list[dict]:
-    raw = load_yaml(config_path)
-    for text in overrides:
-        key, value = parse_override(text)
-        set_dotted(raw, key, value)
     docs = []
-    for stage in expand(raw):  # validation only: nothing is prepared, generated or read
+    for stage in expand(load_raw(config_path, overrides)):  # validation only: nothing is prepared, generated or read
         for run in stage:
             docs.append({**run.cfg.to_dict(), "derived": derived(run.cfg, run.run_dir)})
     return docs

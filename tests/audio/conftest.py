@@ -1,16 +1,8 @@
 """Shared fixtures for the audio tests: a tiny demo set written once per session."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-# Plain `pytest` does not put the repo root on sys.path; the tests import `audio` and `launch`.
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from audio.data import write_demo_audio  # noqa: E402
+from audio.data import write_demo_audio
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,11 @@ import soundfile
 import torch
 import torchaudio
 
-from launch.data import EpochSampler
+from launch.engine.data import EpochSampler
 from audio.data import (AudioClipDataset, _main, class_balanced_weights,
                         load_audio_list, read_audio, wav_to_fbank, write_demo_audio)
 from audio.features import padded_value
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 MEAN, STD = -4.2677393, 4.5689974
 
@@ -313,7 +313,7 @@ def test_roll_is_a_gain_between_half_and_three_halves_with_no_time_shift(three_c
 
 def test_wave_mixup_config_refuses_batch_mixup_on_top():
     from audio.task import AudioTask
-    from launch.config import from_dict
+    from launch.engine.config import from_dict
     both = from_dict({"name": "x", "task": "audio", "data": {"root": "/nonexistent", "wave_mixup": 0.5},
                       "train": {"mixup": 0.5, "cutmix": 0.0, "epochs": 1}})
     with pytest.raises(ConfigError, match="data.wave_mixup=0.5 with batch mixup"):
@@ -329,7 +329,7 @@ def test_weighted_sampler_draws_with_replacement_like_torch_weighted_random_samp
     # argparse type=bool and bool("False") is True: its WeightedRandomSampler draws with
     # replacement, one draw of epoch_len per epoch from a generator seeded per epoch, strided over
     # ranks (dataset.py DistributedSamplerWrapper). Ours must be that same draw.
-    from launch.data import _mix
+    from launch.engine.data import _mix
     weights = torch.tensor([1.0, 2.0, 0.5, 3.0, 0.0])
     ours = [i for i, _ in EpochSampler(5, 0, 1, seed=11, weights=weights, num_samples=50)]
     g = torch.Generator().manual_seed(_mix(11, 0))

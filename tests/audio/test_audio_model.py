@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from audio.model import build_audio_vit, load_audiomae_checkpoint, sincos_pos_embed
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 
 def _model(seed, **kw):
@@ -149,7 +149,7 @@ def test_checkpoint_mismatches_raise(tmp_path):
     with pytest.raises(ConfigError, match="'dist_token'"):
         load_audiomae_checkpoint(deeper, path)
     torch.save({"model": src.state_dict(), "bad": ConfigError("not a tensor")}, path)
-    with pytest.raises(ConfigError, match="objects other than tensors .*launch.errors.ConfigError"):
+    with pytest.raises(ConfigError, match="objects other than tensors .*launch.engine.errors.ConfigError"):
         load_audiomae_checkpoint(deeper, path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_audiomae_checkpoint(deeper, tmp_path / "missing.pth")
@@ -157,7 +157,7 @@ def test_checkpoint_mismatches_raise(tmp_path):
 
 def test_repo_tome_patch_runs_unchanged_on_the_audio_model():
     import tome
-    from tome import spectrogram
+    from tome.patch import spectrogram
     model = _model(0)
     x = _input()
     with torch.no_grad():

@@ -9,7 +9,7 @@ from PIL import Image
 
 from image.data import (DEMO_CLASSES, FAMILIES, ImageFolderDataset, _main, demo_picture, eval_settings,
                         eval_transform, train_transform, write_demo_images)
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 
 SMALL = dict(num_classes=3, train_per_class=4, val_per_class=2, size=32)
 
@@ -157,7 +157,7 @@ def test_demo_picture_and_cli(tmp_path):
 def test_every_demo_class_renders():
     import numpy as np
 
-    from image.synthetic import render_sample
+    from image.demo import render_sample
 
     for i, name in enumerate(DEMO_CLASSES):
         img = render_sample(name, 32, np.random.default_rng([0, i]))

@@ -5,9 +5,9 @@ import argparse
 import pytest
 import torch
 
-from image.checkpoints import load_image_checkpoint
-from image.models import build_image_model
-from launch.errors import ConfigError
+from image.checkpoint import load_image_checkpoint
+from image.model import build_image_model
+from launch.engine.errors import ConfigError
 
 # Tiny widths/depths keep every build well under a second.
 TIMM_TINY = dict(depth=2, embed_dim=32, num_heads=2)

@@ -6,7 +6,7 @@ import pytest
 
 from launch import submit, vis
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.repo import REPO  # noqa: E402
 
 
 @pytest.mark.parametrize("config, overrides, metric, picture", [

@@ -1,55 +1,19 @@
 """Configs, the launcher in debug/local modes, DDP on CPU, resume, and the comparison report."""
 import json
 import os
-import textwrap
 
 import pytest
 import torch
 import yaml
 
 from launch import compare, submit
-from launch.config import resolve
-from launch.engine import Interrupted, run
-from launch.errors import ConfigError
-from launch.plan import expand
+from launch.runs import report as report_lib
+from launch.engine.config import resolve
+from launch.engine.loop import Interrupted, run
+from launch.engine.errors import ConfigError
+from launch.runs.plan import expand
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def write_config(tmp_path, extra: str = "", name: str = "tiny") -> str:
-    """A tiny image experiment on generated data (2 classes, 16 px images, a 2-layer ViT)."""
-    text = textwrap.dedent(f"""\
-        _base_: {REPO}/image/configs/demo.yaml
-        name: {name}
-        data:
-          root: {tmp_path}/data
-          demo_classes: 2
-          demo_train_per_class: 8
-          demo_val_per_class: 4
-          demo_size: 16
-          img_size: 16
-        model:
-          kwargs: {{patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2}}
-          num_classes: 2
-        tome:
-          eval_r: [0, 1]
-        train:
-          epochs: 2
-          batch_size: 4
-          eval_every: 1
-        eval:
-          throughput_batch: 4
-          throughput_iters: 1
-          throughput_warmup: 1
-        launch:
-          out_dir: {tmp_path}/runs
-          num_workers: 0
-        stages: []
-        """) + textwrap.dedent(extra)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    return str(path)
-
+from tests.tiny_configs import write_config
 
 # ------------------------------------------------------------------ config errors
 
@@ -98,7 +62,7 @@ def test_sweep_and_stages_expand_to_named_runs(tmp_path):
         sweep:
           tome.r: [1, 2]
         """)
-    from launch.config import load_yaml
+    from launch.engine.config import load_yaml
     raw = load_yaml(path)
     plan = expand(raw)
     assert [r.run_dir for r in plan[0]] == [f"{tmp_path}/runs/tiny/a"]
@@ -161,8 +125,8 @@ def _weights(run_dir):
 
 def _direct_accuracy(run_dir, r) -> float:
     """Top-1 accuracy (%) of a run's saved weights at ``r``, one validation image at a time."""
-    from launch.config import from_dict
-    from launch.tasks import get_task
+    from launch.engine.config import from_dict
+    from launch.engine.tasks import get_task
     raw = yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))
     raw["model"]["checkpoint"] = None
     cfg = from_dict(raw)
@@ -195,7 +159,7 @@ def resumed_runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("resume")
     cfg = resolve(write_config(tmp_path), ["train.checkpoint_every=1", "tome.r=1",
                                            "eval.throughput=false"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     straight = str(tmp_path / "straight")
     run(cfg, straight)
@@ -250,7 +214,7 @@ def test_two_processes_at_batch_4_end_with_the_weights_of_one_at_batch_8(tmp_pat
     import image.transforms
     config = write_config(tmp_path, name="ddp_weights")
     common = ["train.epochs=2", "tome.r=1", "tome.eval_r=[1]", "eval.throughput=false"]
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(resolve(config, common))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -280,7 +244,7 @@ def test_compare_builds_table_csv_and_plot(tmp_path):
     rows = [{"r": 0, "acc1": 80.0, "throughput": 100.0, "gflops": 4.6, "tokens_out": 197},
             {"r": 13, "acc1": 79.0, "throughput": 170.0, "gflops": 2.7, "tokens_out": 41}]
     (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    report = compare.write_report([str(tmp_path / "exp")], str(tmp_path / "out"))
+    report = report_lib.write_report([str(tmp_path / "exp")], str(tmp_path / "out"))
     table = report["markdown"]
     assert "| r2 | image | deit_small_patch16_224 | 13 | 13 | acc1 | 79.0 | 170.0 | 1.7 |" in table
     assert "79.36" in table or "79.4" in table  # the paper's ToMe accuracy for DeiT-S r=13
@@ -299,7 +263,7 @@ def test_compare_reports_training_speedup(tmp_path):
         (run_dir / "results.jsonl").write_text(json.dumps({"r": train_r, "acc1": 80.0}) + "\n")
         (run_dir / "log.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "epoch_seconds": s}) + "\n"
                                                    for i, s in enumerate(seconds)))
-    rows = {os.path.basename(r["run"]): r for r in compare.collect([str(tmp_path / "exp")])}
+    rows = {os.path.basename(r["run"]): r for r in report_lib.collect([str(tmp_path / "exp")])}
     assert rows["merged"]["train_s"] == 10.0 and rows["merged"]["train_speedup"] == 2.0
     assert rows["base"]["train_speedup"] == 1.0
 

@@ -15,14 +15,15 @@ import pytest
 import torch
 from PIL import Image
 
-from launch import checkpoint as ckpt
+from launch.engine import checkpoint as ckpt
 from launch import submit
-from launch.config import resolve
-from launch.engine import run
-from launch.records import upsert_jsonl
-from launch.rundir_lock import LOCK, RunDirLock, RunDirLocked, check_free
+from launch.engine.config import resolve
+from launch.engine.loop import run
+from launch.engine.records import upsert_jsonl
+from launch.engine.rundir_lock import LOCK, RunDirLock, RunDirLocked, check_free
 
-from test_launch import REPO, write_config
+from tests.repo import REPO
+from tests.tiny_configs import write_config
 
 PY = sys.executable
 
@@ -58,7 +59,7 @@ def _alive(pid):
 HOLD = textwrap.dedent("""\
     import sys, time
     sys.path.insert(0, {repo!r})
-    from launch.rundir_lock import RunDirLock
+    from launch.engine.rundir_lock import RunDirLock
     with RunDirLock({run_dir!r}):
         open({ready!r}, "w").close()
         time.sleep(600)
@@ -81,7 +82,7 @@ def holder(tmp_path):
 def test_second_writer_of_a_run_dir_is_refused_naming_the_holder(tmp_path, holder, capsys):
     proc, run_dir = holder
     cfg = resolve(write_config(tmp_path), ["eval.throughput=false"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     with pytest.raises(RunDirLocked) as err:
         run(cfg, str(run_dir))
@@ -99,7 +100,7 @@ def test_lock_of_a_killed_job_is_taken_over(tmp_path, holder):
     proc.kill()
     proc.wait()
     cfg = resolve(write_config(tmp_path), ["eval.throughput=false", "train.epochs=1", "tome.eval_r=[0]"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     run(cfg, str(run_dir))
     log = open(run_dir / "log.txt").read()
@@ -163,7 +164,7 @@ def test_epoch_logged_before_a_lost_save_is_not_duplicated(tmp_path):
     """Preemption after epoch 2's log write, before its checkpoint: the directory then holds the
     epoch-1 checkpoint and epoch 2's record; the requeued run redoes epoch 2 and logs it once."""
     cfg = resolve(write_config(tmp_path), ["eval.throughput=false"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     run_dir = str(tmp_path / "run")
     run(cfg, run_dir)
@@ -230,7 +231,7 @@ def test_save_on_a_full_disk_keeps_the_last_good_checkpoints(small_fs):
 def test_run_on_a_disk_that_stays_full_stops_with_one_line(tmp_path, small_fs):
     cfg = resolve(write_config(tmp_path), ["eval.throughput=false", "train.checkpoint_every=1",
                                            f"launch.out_dir={small_fs}"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     run_dir = str(small_fs / "run")
     os.makedirs(run_dir)
@@ -246,7 +247,7 @@ def test_run_on_a_disk_that_stays_full_stops_with_one_line(tmp_path, small_fs):
 
 def test_leftover_temporary_file_is_removed_on_rerun(tmp_path):
     cfg = resolve(write_config(tmp_path), ["eval.throughput=false", "train.epochs=1", "tome.eval_r=[0]"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -258,7 +259,7 @@ def test_leftover_temporary_file_is_removed_on_rerun(tmp_path):
 
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
     cfg = resolve(write_config(tmp_path), ["eval.throughput=false", "tome.r=1"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     broken = str(tmp_path / "broken")
     run(cfg, broken)
@@ -382,8 +383,8 @@ def test_unhandled_mode_is_counted_unreadable_with_its_reason(tmp_path):
 # ------------------------------------------------------------------ skipped files
 
 def test_four_bad_videos_with_three_clips_count_four(tmp_path):
-    from launch.engine import evaluate
-    from launch.runlog import RunLog
+    from launch.engine.loop import evaluate
+    from launch.engine.runlog import RunLog
     from video.data import VideoClipDataset, write_demo_videos
     from video.task import VideoTask
     root = tmp_path / "videos"
@@ -472,7 +473,7 @@ def test_dry_run_writes_nothing(tmp_path):
 def test_r_beyond_the_tokens_is_recorded_clamped_and_warned_once(tmp_path):
     cfg = resolve(write_config(tmp_path), ["train.epochs=0", "tome.eval_r=[0,1000,2000]",
                                            "eval.throughput=false"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     run_dir = str(tmp_path / "run")
     rows = run(cfg, run_dir)
@@ -487,9 +488,9 @@ def test_r_beyond_the_tokens_is_recorded_clamped_and_warned_once(tmp_path):
 def test_stop_requested_before_the_job_starts_is_not_lost(tmp_path):
     """A signal that reached the launcher while the job was still starting: the job finds the
     launcher's stop file, saves at its first optimizer step and stops."""
-    from launch.stop import STOP_FILE, Stopped
+    from launch.engine.stop import STOP_FILE, Stopped
     cfg = resolve(write_config(tmp_path), ["eval.throughput=false", "train.eval_every=0"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -505,7 +506,7 @@ FSIZE = textwrap.dedent("""\
     import os, resource, signal, sys
     sys.path.insert(0, {repo!r})
     import torch
-    from launch import checkpoint as ckpt
+    from launch.engine import checkpoint as ckpt
     run_dir = {run_dir!r}
     notes = []
     saver = ckpt.Saver(run_dir, notes.append)

@@ -9,7 +9,7 @@ from tome.distance import similarity
 from tome.matching import greedy_matching, kmeans_matching, match, random_prune_matching
 from tome.merge import bipartite_soft_matching, merge_source, merge_tokens
 
-from models import input_for, timm_model
+from tests.models import input_for, timm_model
 
 # Six 2-D tokens. Euclidean distances: d(0,2) = 1, d(1,3) = 3, d(3,4) = sqrt(29) ~ 5.4,
 # d(2,4) = sqrt(41), d(0,1) = 10, d(4,5) = sqrt(450), d(3,5) = sqrt(389).

@@ -1,5 +1,4 @@
 """The matching and merging core against the paper's algorithm."""
-import math
 
 import pytest
 import torch
@@ -7,29 +6,7 @@ import torch
 from tome.merge import (bipartite_soft_matching, merge_source, merge_tokens, token_groups,
                         unmerge)
 
-
-def paper_merge(x, metric, size, r):
-    """The published algorithm (paper pseudocode, class token at position 0), as a test oracle."""
-    metric = metric / metric.norm(dim=-1, keepdim=True)
-    a, b = metric[:, ::2], metric[:, 1::2]
-    scores = a @ b.transpose(-1, -2)
-    scores[:, 0, :] = -math.inf
-    node_max, node_idx = scores.max(dim=-1)
-    edge_idx = node_max.argsort(dim=-1, descending=True)[..., None]
-    unm_idx = edge_idx[:, r:].sort(dim=1).values
-    src_idx = edge_idx[:, :r]
-    dst_idx = node_idx[..., None].gather(1, src_idx)
-
-    def merge(t):
-        src, dst = t[:, ::2], t[:, 1::2]
-        n, t1, c = src.shape
-        unm = src.gather(1, unm_idx.expand(n, t1 - r, c))
-        src = src.gather(1, src_idx.expand(n, r, c))
-        dst = dst.scatter_reduce(1, dst_idx.expand(n, r, c), src, reduce="sum")
-        return torch.cat([unm, dst], dim=1)
-
-    merged_size = merge(size)
-    return merge(x * size) / merged_size, merged_size
+from tests.oracle import paper_merge
 
 
 @pytest.mark.parametrize("tokens", [197, 198, 50])

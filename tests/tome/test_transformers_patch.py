@@ -14,7 +14,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 import tome  # noqa: E402
-from tests.test_merge import paper_merge  # noqa: E402
+from tests.oracle import paper_merge  # noqa: E402
 
 SMALL = dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=96)
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 import tome
 from tome.paint import groups_on_grid, paint_groups
-from tome.spectrogram import band_labels, paint_spectrogram, spectrogram_groups
+from tome.patch.spectrogram import band_labels, paint_spectrogram, spectrogram_groups
 from tome.vis import main as vis_main
 
 
@@ -90,7 +90,7 @@ def test_patch_audio_and_video_need_their_grids():
 
 
 def test_video_wrapper_tokens_and_space_time_source_map():
-    from tome.spatiotemporal import paint_video, video_groups
+    from tome.patch.spatiotemporal import paint_video, video_groups
     from video.model import build_video_vit
     model = tome.patch.video(build_video_vit("micro", 4, num_frames=4, img_size=32), trace_source=True)
     model.r = 6

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 from video import transforms as T
 from video.decode import read_frames
 from video.data import VideoClipDataset, aggregate_views, load_video_list, main, write_demo_videos

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
-from launch.errors import ConfigError
+from launch.engine.errors import ConfigError
 from video.model import VARIANTS, PatchEmbed3D, build_video_vit, load_mae_st_checkpoint
 
 SMALL = dict(num_frames=4, img_size=32)  # grid (2, 2, 2) with tubelet 2, patch 16

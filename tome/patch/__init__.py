@@ -13,7 +13,7 @@ from .common import unpatch
 from .timm_vit import patch_timm as timm
 from .transformers import patch_transformers as transformers
 from .torchvision_vit import patch_torchvision as torchvision
-from ..spatiotemporal import patch_video as video  # noqa: E402
-from ..spectrogram import patch_audio as audio  # noqa: E402
+from .spatiotemporal import patch_video as video
+from .spectrogram import patch_audio as audio
 
 __all__ = ["timm", "torchvision", "transformers", "video", "audio", "unpatch"]

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .patch.timm_vit import patch_timm
-from .paint import groups_on_grid, paint_groups
+from .timm_vit import patch_timm
+from ..paint import groups_on_grid, paint_groups
 
 
 def patch_video(model, trace_source: bool = False, prop_attn: bool = True, **options):

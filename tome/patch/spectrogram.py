@@ -13,8 +13,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .patch.timm_vit import patch_timm
-from .paint import groups_on_grid, paint_groups
+from .timm_vit import patch_timm
+from ..paint import groups_on_grid, paint_groups
 
 
 def band_labels(grid: Sequence[int], prefix: int, band: Optional[int] = None,

@@ -288,7 +288,7 @@ def patch_transformers(model: torch.nn.Module, trace_source: bool = False, prop_
     if band is not None or window is not None:
         if family != "ast":
             raise ValueError(f"band/window need a spectrogram model (AST); this model is {family}")
-        from ..spectrogram import band_labels
+        from .spectrogram import band_labels
         groups = band_labels(ast_grid(base), 2, band, window, freq_major=True)
     old = getattr(model, "_tome", None)
     info = ToMeInfo(r=old.r if old else 0, protected=_protected(family, base), prop_attn=prop_attn,

@@ -5,11 +5,11 @@ import os
 import pytest
 import yaml
 
-from launch.config import load_yaml
-from launch.plan import expand
-from launch.tasks import get_task
+from launch.engine.config import load_yaml
+from launch.runs.plan import expand
+from launch.engine.tasks import get_task
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.repo import REPO  # noqa: E402
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "*", "configs", "*.yaml")))
 
 
@@ -39,7 +39,7 @@ def test_config_validates(path):
 @pytest.mark.parametrize("path", [p for p in CONFIGS if "/image/" in p and "demo" not in p],
                          ids=os.path.basename)
 def test_image_configs_prepare_on_an_imagefolder(path, tmp_path):
-    from image.synthetic import write_demo_images
+    from image.demo import write_demo_images
     raw = load_yaml(path)
     if "name" not in raw:
         return

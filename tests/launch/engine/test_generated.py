@@ -1,4 +1,4 @@
-"""Generated demo data follows one rule (launch/generated.py): rewritten exactly when its settings
+"""Generated demo data follows one rule (launch/engine/generated.py): rewritten exactly when its settings
 change, never over files it did not write."""
 import json
 import os
@@ -6,8 +6,8 @@ import os
 import pytest
 
 from audio.demo import write_demo_audio
-from launch.errors import ConfigError
-from launch.generated import META_FILE, regenerate
+from launch.engine.errors import ConfigError
+from launch.engine.generated import META_FILE, regenerate
 from video.demo import write_demo_videos
 
 

@@ -3,7 +3,7 @@
 The checkpoints are tiny random models written with ``save_pretrained`` (config.json plus
 model.safetensors, the layout of the MCG-NJU/videomae-* and MIT/ast-* hub repositories): loaded
 from a local directory, and served as ``hf-hub:<org>/<name>`` repositories from 127.0.0.1
-(``tests/weights_server.py``) through the real ``huggingface_hub`` and ``launch.weights``.
+(``tests/weights_server.py``) through the real ``huggingface_hub`` and ``launch.engine.weights``.
 """
 import os
 import socket
@@ -14,9 +14,9 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 import tome  # noqa: E402
-from launch.config import from_dict  # noqa: E402
-from launch.errors import ConfigError  # noqa: E402
-from launch.tasks import get_task  # noqa: E402
+from launch.engine.config import from_dict  # noqa: E402
+from launch.engine.errors import ConfigError  # noqa: E402
+from launch.engine.tasks import get_task  # noqa: E402
 from tome.flops import model_gflops  # noqa: E402
 
 SMALL = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=96)
@@ -98,7 +98,7 @@ def test_wrong_class_count_is_a_clear_error(videomae_dir):
 
 
 def test_directory_without_config_is_not_a_transformers_source(tmp_path):
-    from launch.hf_models import is_transformers_source
+    from launch.engine.hf_models import is_transformers_source
     assert not is_transformers_source(str(tmp_path))
     assert is_transformers_source("hf-hub:MCG-NJU/videomae-base-finetuned-kinetics")
     assert not is_transformers_source(None)
@@ -109,14 +109,14 @@ def test_bench_limit_model_keeps_the_merged_token_counts(name, monkeypatch):
     """bench --model hf:<name>: the limit drops as many tokens per layer as merging removes."""
     import argparse
 
-    from launch import bench_hf
+    from launch.engine import hf_bench
     tiny = {"videomae_b": (transformers.VideoMAEForVideoClassification(transformers.VideoMAEConfig(
                 image_size=32, patch_size=8, num_frames=4, num_labels=5, **SMALL)), "video"),
             "ast": (transformers.ASTForAudioClassification(transformers.ASTConfig(
                 max_length=96, num_mel_bins=56, num_labels=6, **SMALL)), "spectrogram")}
-    monkeypatch.setattr(bench_hf, "_network", lambda n: tiny[n])
+    monkeypatch.setattr(hf_bench, "_network", lambda n: tiny[n])
     args = argparse.Namespace(model=f"hf:{name}", r=4, inflection=None)
-    models, merged, rs = bench_hf.build(args, torch.device("cpu"))
+    models, merged, rs = hf_bench.build(args, torch.device("cpu"))
     layers = (models["limit"].net.videomae.encoder.layer if name == "videomae_b"
               else models["limit"].net.audio_spectrogram_transformer.layers)
     counts = []
@@ -161,7 +161,7 @@ FAMILIES = {  # task -> (hub repository, its files' directory fixture, class, en
 @pytest.mark.parametrize("task_name", sorted(FAMILIES))
 def test_hub_repository_loads_through_the_engine_with_the_publishers_logits_then_offline(
         task_name, hub, tmp_path, request):
-    from launch import weights
+    from launch.engine import weights
 
     repo, fixture, cls_name, data, labels = FAMILIES[task_name]
     files_dir = request.getfixturevalue(fixture)

@@ -13,15 +13,16 @@ import pytest
 import torch
 import yaml
 
-from launch import compare, recipes, submit
-from launch.config import resolve
-from launch.lr_schedule import half_cosine, lr_at_step, timm_epoch_cosine
-from launch.official import ROWS
-from launch.paper import ROWS as PAPER
-from launch.ra_sampler import RepeatedAugSampler
-from launch.steps import accum_window, effective_batch, peak_lr
+from launch import submit
+from launch.runs import recipes_table, report
+from launch.engine.config import resolve
+from launch.engine.lr_schedule import half_cosine, lr_at_step, timm_epoch_cosine
+from launch.engine.official import ROWS
+from launch.engine.paper import ROWS as PAPER
+from launch.engine.ra_sampler import RepeatedAugSampler
+from launch.engine.steps import accum_window, effective_batch, peak_lr
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.repo import REPO  # noqa: E402
 
 
 # ------------------------------------------------------------------ lr schedules
@@ -116,21 +117,21 @@ def test_print_shows_prop_attn_of_every_off_the_shelf_family(path, expected):
 
 def test_every_config_holds_its_documented_official_value():
     cache = {}
-    bad = [(r.config, r.key, r.value) for r in ROWS if recipes.check_row(r, cache)[1].startswith("MISMATCH")]
+    bad = [(r.config, r.key, r.value) for r in ROWS if recipes_table.check_row(r, cache)[1].startswith("MISMATCH")]
     assert not bad
 
 
 def test_a_changed_config_value_is_reported_as_mismatch(tmp_path):
     row = next(r for r in ROWS if r.key == "model.head_drop" and "vitl_k400" in r.config)
     cfg = resolve(os.path.join(REPO, row.config), ["model.head_drop=0.5"])
-    assert not recipes.same(recipes.config_value(cfg, row.key), row.value)
-    assert not recipes.same(1, True) and not recipes.same(0.0, None) and recipes.same(5, 5.0)
+    assert not recipes_table.same(recipes_table.config_value(cfg, row.key), row.value)
+    assert not recipes_table.same(1, True) and not recipes_table.same(0.0, None) and recipes_table.same(5, 5.0)
 
 
 def test_docs_recipes_md_is_generated_from_the_configs():
-    text, bad = recipes.render()
+    text, bad = recipes_table.render()
     assert not bad
-    with open(recipes.DOC) as f:
+    with open(recipes_table.DOC) as f:
         assert f.read() == text, "docs/recipes.md is stale: run python -m launch.recipes"
 
 
@@ -186,11 +187,11 @@ def test_compare_attaches_paper_numbers_only_where_they_belong(tmp_path):
     audio = _run(tmp_path, "audio", {"task": "audio", "paper": "audiomae_vit_b_as2m",
                                      "tome": {"r": 24, "inflection": None}, "train": {"epochs": 100}},
                  [{"r": 0, "map": 47.0, "throughput": 10.0}, {"r": 24, "map": 46.8, "throughput": 20.0}])
-    out = {(os.path.basename(r["run"]), r["r"]): r for r in compare.collect([const, decr, audio])}
+    out = {(os.path.basename(r["run"]), r["r"]): r for r in report.collect([const, decr, audio])}
     assert out[("const", 13)]["paper_tome"] == 82.60
     assert out[("decr", 13)]["paper_tome"] is None             # constant-r number, decreasing run
     assert out[("audio", 24)]["paper_tome"] == 46.9 and out[("audio", 24)]["paper_speedup"] == 2.0
-    assert out[("audio", 0)]["note"] == compare.NOTE_MERGE_OFF  # merge-trained, merging off
+    assert out[("audio", 0)]["note"] == report.NOTE_MERGE_OFF  # merge-trained, merging off
     assert out[("const", 0)]["note"] == ""
 
 
@@ -225,7 +226,7 @@ def test_paper_image_rows_match_the_official_readme():
 
 
 def test_video_evaluates_one_view_between_epochs_and_all_views_at_the_end():
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     cfg = resolve(os.path.join(REPO, "video/configs/vitl_k400.yaml"))
     interim = get_task("video").interim_eval_config(cfg)
     assert (interim.data.num_temporal_clips, interim.data.num_spatial_crops) == (1, 1)
@@ -238,14 +239,14 @@ def test_compare_gives_a_merge_trained_paper_number_only_to_the_run_trained_at_i
     runs = [_run(tmp_path, f"r{r}", {"task": "image", "paper": "deit_s16_tome",
                                      "tome": {"r": r, "inflection": None}, "train": {"epochs": 300}}, rows)
             for r in (8, 13)]
-    out = {(os.path.basename(r["run"]), r["r"]): r for r in compare.collect(runs)}
+    out = {(os.path.basename(r["run"]), r["r"]): r for r in report.collect(runs)}
     assert out[("r13", 13)]["paper_tome"] == 79.36
     assert out[("r8", 13)]["paper_tome"] is None
 
 
 @pytest.mark.parametrize("fp32_scores, expected", [(True, torch.float32), (False, torch.bfloat16)])
 def test_evaluation_autocast_follows_eval_amp_unless_the_task_needs_fp32_scores(fp32_scores, expected):
-    from launch.engine import evaluate
+    from launch.engine.loop import evaluate
 
     class Data(torch.utils.data.Dataset):
         def __len__(self):
@@ -275,8 +276,8 @@ def test_engine_runs_the_deit_options_end_to_end(tmp_path):
     """Repeated augmentation x3, accumulation over 3 micro-batches, the per-epoch timm schedule and a
     bf16 evaluation run through the engine; the logged lr of each epoch is the hand-worked one."""
     import textwrap
-    from launch.engine import run
-    from launch.tasks import get_task
+    from launch.engine.loop import run
+    from launch.engine.tasks import get_task
     path = tmp_path / "deit.yaml"
     path.write_text(textwrap.dedent(f"""\
         _base_: {REPO}/image/configs/demo.yaml

@@ -12,14 +12,16 @@ import torch
 import yaml
 
 from audio.model import build_audio_vit, load_audiomae_checkpoint
-from image.checkpoints import load_image_checkpoint
-from image.models import build_image_model
-from launch.errors import ConfigError
+from image.checkpoint import load_image_checkpoint
+from image.model import build_image_model
+from launch.engine.errors import ConfigError
 from video.model import build_video_vit, load_mae_st_checkpoint
 
-from weights_server import Server
+from tests.weights_server import Server
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "official_keys.yaml")
+from tests.repo import FIXTURES  # noqa: E402
+
+FIXTURE = os.path.join(FIXTURES, "official_keys.yaml")
 with open(FIXTURE) as _f:
     FAMILIES = yaml.safe_load(_f)["families"]
 
@@ -201,7 +203,7 @@ def test_check_only_reads_shapes_into_a_meta_model_and_loads_nothing(tmp_path, c
 # -- the submission-time check --------------------------------------------------------------------
 
 def _config(tmp_path, checkpoint):
-    from image.synthetic import write_demo_images
+    from image.demo import write_demo_images
     root = write_demo_images(tmp_path / "imgs", num_classes=2, train_per_class=1, val_per_class=1, size=16)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump({
@@ -235,7 +237,7 @@ def test_dry_run_rejects_a_checkpoint_that_does_not_fit_before_submitting(tmp_pa
 
 def test_dry_run_checks_a_cached_url_and_downloads_nothing_new(tmp_path, cache, server, capsys):
     from launch.submit import main
-    from launch.weights import fetch
+    from launch.engine.weights import fetch
     wrong = _tiny_checkpoint(tmp_path / "wide.pth", embed_dim=96, num_heads=3)
     server.files["/check/wide.pth"] = open(wrong, "rb").read()
     server.files["/check/later.pth"] = open(wrong, "rb").read()

@@ -1,4 +1,4 @@
-"""Interleaved throughput (launch/throughput.py), its use by the engine, and training time and loss
+"""Interleaved throughput (launch/engine/throughput.py), its use by the engine, and training time and loss
 across a preemption."""
 import json
 import os
@@ -7,11 +7,11 @@ import time
 import pytest
 import torch
 
-from launch import engine, throughput
-from launch.config import resolve
-from launch.errors import ConfigError
-from launch.engine import Interrupted, run
-from tests.test_launch import write_config
+from launch.engine import loop, throughput
+from launch.engine.config import resolve
+from launch.engine.errors import ConfigError
+from launch.engine.loop import Interrupted, run
+from tests.tiny_configs import write_config
 
 CPU = torch.device("cpu")
 
@@ -54,7 +54,7 @@ def test_bad_throughput_settings_are_one_line_errors(tmp_path, value, match):
 def test_engine_rows_carry_speedups_over_the_unpatched_model(tmp_path):
     cfg = resolve(write_config(tmp_path), ["train.epochs=0", "tome.eval_r=[0,2]", "train.amp=bf16",
                                            "eval.throughput_iters=3", "eval.throughput_batch=search"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     rows = run(cfg, str(tmp_path / "run"))
     for row in rows:
@@ -67,15 +67,15 @@ def test_engine_rows_carry_speedups_over_the_unpatched_model(tmp_path):
 
 def test_resumed_epoch_counts_time_and_loss_from_before_the_preemption(tmp_path, monkeypatch):
     step_s = 0.2
-    loss = engine._loss
+    loss = loop._loss
 
     def slow_loss(*args):
         time.sleep(step_s)  # every step takes at least this long
         return loss(*args)
-    monkeypatch.setattr(engine, "_loss", slow_loss)
+    monkeypatch.setattr(loop, "_loss", slow_loss)
     cfg = resolve(write_config(tmp_path), ["train.checkpoint_every=1", "eval.throughput=false",
                                            "tome.r=1"])
-    from launch.tasks import get_task
+    from launch.engine.tasks import get_task
     get_task("image").prepare(cfg)
     straight, broken = str(tmp_path / "straight"), str(tmp_path / "broken")
     run(cfg, straight)
@@ -91,6 +91,6 @@ def test_resumed_epoch_counts_time_and_loss_from_before_the_preemption(tmp_path,
     for epoch in (1, 2):
         assert b[epoch]["train_loss"] == a[epoch]["train_loss"]  # all 4 steps' losses, same order
         assert b[epoch]["epoch_seconds"] >= 4 * step_s           # 2 steps before, 2 after
-    from launch import compare
-    row = next(r for r in compare.collect([broken]))
+    from launch.runs import report
+    row = next(r for r in report.collect([broken]))
     assert row["train_s"] >= 8 * step_s

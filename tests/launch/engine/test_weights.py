@@ -1,4 +1,4 @@
-"""launch.weights against a real HTTP server on 127.0.0.1: download once, offline afterwards,
+"""launch.engine.weights against a real HTTP server on 127.0.0.1: download once, offline afterwards,
 one-line errors with nothing partial left, hub and Drive routes, the CLI."""
 import hashlib
 import os
@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from launch import weights
-from launch.errors import ConfigError
+from launch.engine import weights
+from launch.engine.errors import ConfigError
 
-from weights_server import Server
+from tests.weights_server import Server
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.repo import REPO  # noqa: E402
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
 
@@ -92,7 +92,7 @@ def test_two_processes_asking_at_once_download_once(server, cache):
     server.files["/shared.pth"] = PAYLOAD
     server.slow = 1.0  # the second process arrives while the first is still downloading
     url = server.url + "/shared.pth"
-    code = "import sys; from launch.weights import fetch; print(fetch(sys.argv[1]))"
+    code = "import sys; from launch.engine.weights import fetch; print(fetch(sys.argv[1]))"
     env = dict(os.environ, TOME_CACHE=str(cache), PYTHONPATH=REPO)
     procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True, env=env)
              for _ in range(2)]
@@ -128,7 +128,7 @@ def test_google_drive_page_without_a_form_says_what_to_do(server, cache, monkeyp
 def _run_hub(cache, server, *sources):
     env = dict(os.environ, TOME_CACHE=str(cache), PYTHONPATH=REPO, HF_ENDPOINT=server.url,
                HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
-    return subprocess.run([sys.executable, "-m", "launch.weights", *sources], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "launch.engine.weights", *sources], capture_output=True,
                           text=True, env=env, cwd=REPO, timeout=120)
 
 
@@ -175,7 +175,7 @@ def test_cli_prints_each_path_last_line_last_path(server, cache, tmp_path):
     local = tmp_path / "local.pth"
     local.write_bytes(b"c")
     env = dict(os.environ, TOME_CACHE=str(cache), PYTHONPATH=REPO)
-    done = subprocess.run([sys.executable, "-m", "launch.weights", server.url + "/a.pth", str(local),
+    done = subprocess.run([sys.executable, "-m", "launch.engine.weights", server.url + "/a.pth", str(local),
                            server.url + "/b.pth"], capture_output=True, text=True, env=env, cwd=REPO)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -184,7 +184,7 @@ def test_cli_prints_each_path_last_line_last_path(server, cache, tmp_path):
 
 def test_timm_tag_falls_back_to_pytorch_model_bin_only_when_the_hub_has_no_safetensors(server, cache):
     server.hub[("timm/old_model", "pytorch_model.bin")] = PAYLOAD
-    code = ("from launch import weights; weights.resolve_timm = lambda s: "
+    code = ("from launch.engine import weights; weights.resolve_timm = lambda s: "
             "'hf-hub:timm/old_model/model.safetensors'; print(weights.fetch('timm:old_model.tag'))")
     env = dict(os.environ, TOME_CACHE=str(cache), PYTHONPATH=REPO, HF_ENDPOINT=server.url,
                HF_HUB_DISABLE_TELEMETRY="1")
