@@ -15,7 +15,8 @@ counts it, by design.
 from __future__ import annotations
 
 import ast
-import multiprocessing
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,10 +57,31 @@ def project_modules() -> list[str]:
     return out
 
 
-def _import_alone(name, queue):
-    import importlib
-    importlib.import_module(name)
-    queue.put(sorted(m for m in sys.modules if m.split(".")[0] in ROOTS))
+# Run in a fresh interpreter: import third-party libraries once, then fork one child per module;
+# each child imports its module and reports the project modules it now holds.
+_FORK_EACH = r"""
+import json, os, sys
+import numpy, PIL.Image, timm, torch, torchvision, yaml
+roots = sys.argv[1].split(",")
+assert not [m for m in sys.modules if m.split(".")[0] in roots], "parent holds project modules"
+out = {}
+for name in sys.argv[2:]:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        import importlib
+        importlib.import_module(name)
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in roots)
+        os.write(write, json.dumps(loaded).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    out[name] = json.loads(data) if status == 0 and data else None
+print(json.dumps(out))
+"""
 
 
 def test_the_layer_table_reads_dotted_names():
@@ -72,23 +94,15 @@ def test_the_layer_table_reads_dotted_names():
 
 
 def test_each_module_imported_alone_pulls_in_only_lower_layers():
-    # Third-party libraries first, so that each child only adds the project's modules.
-    import numpy, PIL.Image, timm, torch, torchvision, yaml  # noqa: E401,F401
-    assert not [m for m in sys.modules if m.split(".")[0] in ROOTS and m != "tests"], \
-        "the parent must hold no project module"
-    ctx = multiprocessing.get_context("fork")
-    bad = []
-    for name in project_modules():
-        queue = ctx.Queue()
-        child = ctx.Process(target=_import_alone, args=(name, queue))
-        child.start()
-        loaded = queue.get(timeout=120)
-        child.join()
-        allowed = ALLOWED[layer_of(name)]
-        for m in loaded:
-            layer = layer_of(m)
-            if m.split(".")[0] in ROOTS and m != "launch" and layer not in allowed:
-                bad.append(f"{name} -> {m}")
+    names = project_modules()
+    done = subprocess.run([sys.executable, "-c", _FORK_EACH, ",".join(ROOTS), *names], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    failed = [name for name, mods in loaded.items() if mods is None]
+    assert not failed, f"modules that do not import on their own: {failed}"
+    bad = [f"{name} -> {m}" for name, mods in loaded.items() for m in mods
+           if m != "launch" and layer_of(m) not in ALLOWED[layer_of(name)]]
     assert not bad, "imports from a higher layer:\n" + "\n".join(bad)
 
 
@@ -131,3 +145,14 @@ def test_a_violation_is_caught(tmp_path):
     assert targets == ["tome", "image.model.x", "launch.submit.main", "launch.engine.loop"]
     flagged = [t for t in targets if layer_of(t) not in ALLOWED["launch.engine"]]
     assert flagged == ["image.model.x", "launch.submit.main"]
+
+
+def test_the_fresh_import_reports_what_a_module_pulls_in():
+    """The fork check itself: a command pulls in the run plumbing and the engine below it, and the
+    table flags both for a module of the engine's layer."""
+    done = subprocess.run([sys.executable, "-c", _FORK_EACH, ",".join(ROOTS), "launch.submit"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])["launch.submit"]
+    assert "launch.runs.submission" in loaded and "launch.engine.config" in loaded
+    assert "image.task" not in loaded  # modalities load only when a config names one
+    assert layer_of("launch.runs.submission") not in ALLOWED["launch.engine"]
