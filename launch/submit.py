@@ -28,6 +28,7 @@ from launch.job import Job  # noqa: E402
 from launch.local_jobs import LauncherStopped, SignalForwarder  # noqa: E402
 from launch.plan import expand  # noqa: E402
 from launch.precheck import check_plan  # noqa: E402
+from launch.stage_check import job_results, loaders_of  # noqa: E402
 from launch.tasks import get_task  # noqa: E402
 
 
@@ -81,13 +82,13 @@ def _stream(job, poll: float = 1.0) -> None:
         if finished:
             break
         time.sleep(poll)
-    job.results()  # re-raises the error of any task, with its traceback
+    job_results(job)  # re-raises the error of any task (a stage checkpoint mismatch: its line)
 
 
-def _run_local(executor, run):
+def _run_local(executor, run, loaders=()):
     """One local job, streamed; SIGINT/SIGTERM/SIGHUP stop it at its next checkpoint first."""
     with SignalForwarder(run.run_dir) as forwarder:
-        job = forwarder.submit(executor, Job(), run.cfg.to_dict(), run.run_dir)
+        job = forwarder.submit(executor, Job(), run.cfg.to_dict(), run.run_dir, loaders)
         print(f"=== {run.run_dir} (job {job.job_id})", flush=True)
         try:
             _stream(job)
@@ -135,7 +136,8 @@ def submit(config_path: str, overrides=(), cluster: str = None, dry_run: bool = 
                 executor.update_parameters(
                     slurm_additional_parameters={"dependency": "afterok:" + ":".join(j.job_id for j in previous)})
             with executor.batch():
-                stage_jobs = [executor.submit(Job(), r.cfg.to_dict(), r.run_dir) for r in runs]
+                stage_jobs = [executor.submit(Job(), r.cfg.to_dict(), r.run_dir, loaders_of(plan, r))
+                              for r in runs]
             for r, j in zip(runs, stage_jobs):
                 print(f"submitted {j.job_id}: {r.run_dir}\n  log: {j.paths.stdout}")
             previous = stage_jobs
@@ -144,11 +146,11 @@ def submit(config_path: str, overrides=(), cluster: str = None, dry_run: bool = 
         for r in runs:  # local / debug: one run at a time on this machine
             executor = make_executor(r.cfg, cluster, folder)
             if cluster == "debug":
-                job = executor.submit(Job(), r.cfg.to_dict(), r.run_dir)
+                job = executor.submit(Job(), r.cfg.to_dict(), r.run_dir, loaders_of(plan, r))
                 print(f"=== {r.run_dir} (job {job.job_id})", flush=True)
                 job.result()
             else:
-                job = _run_local(executor, r)
+                job = _run_local(executor, r, loaders_of(plan, r))
             jobs.append(job)
     if cluster != "slurm" and compare:
         from launch.compare import write_report
