@@ -254,9 +254,9 @@ def check_fits(source, cfg, task) -> None:
 
     The model is built on the ``meta`` device and the checkpoint read shapes-only, so nothing of
     the size of the weights is allocated. A checkpoint an earlier stage of the experiment writes
-    (under ``launch.out_dir``) is checked when the run that reads it loads it. A remote source that
-    is not cached yet is not downloaded here (a dry run writes nothing): one note says how to
-    prefetch it, and the job downloads it.
+    (under ``launch.out_dir``) is checked when that stage ends (:mod:`launch.runs.stage_check`). A
+    remote source that is not cached yet is not downloaded here (a dry run writes nothing): one
+    note says how to prefetch it, and the job downloads it.
     """
     import dataclasses
     import sys

@@ -3,13 +3,17 @@
 
 class Job:
     """The submitted callable. On timeout/preemption submitit calls ``checkpoint``, which only
-    resubmits: the run itself resumes from the checkpoints in its directory."""
+    resubmits: the run itself resumes from the checkpoints in its directory. ``loaders``: later
+    stages' runs that load a checkpoint of this run, checked when it ends (launch/runs/stage_check.py)."""
 
-    def __call__(self, cfg_dict: dict, run_dir: str):
+    def __call__(self, cfg_dict: dict, run_dir: str, loaders=()):
         from launch.engine.config import from_dict
         from launch.engine.loop import run
-        return run(from_dict(cfg_dict), run_dir)
+        from launch.runs.stage_check import check_produced
+        rows = run(from_dict(cfg_dict), run_dir)
+        check_produced(loaders)
+        return rows
 
-    def checkpoint(self, cfg_dict: dict, run_dir: str):
+    def checkpoint(self, cfg_dict: dict, run_dir: str, loaders=()):
         import submitit
-        return submitit.helpers.DelayedSubmission(Job(), cfg_dict, run_dir)
+        return submitit.helpers.DelayedSubmission(Job(), cfg_dict, run_dir, loaders)

@@ -5,7 +5,8 @@ After each run's config is validated and its task has checked its paths (``Task.
     task's own model builder on the meta device, without weights (no memory, no checkpoint read);
   * the task's positive data sizes (``Task.positive_data_fields``) are positive;
   * a ``model.checkpoint`` that does not exist yet is accepted only if an earlier stage of the
-    same plan writes exactly that file (``<run_dir>/checkpoint.pth`` of a stage that trains);
+    same plan writes exactly that file (``<run_dir>/checkpoint.pth`` of a stage that trains); its
+    keys and shapes are checked when that stage ends (:mod:`launch.runs.stage_check`);
   * no live job holds a run directory of the plan (:mod:`launch.engine.rundir_lock`).
 Each failure is one :class:`ConfigError` line naming the run, the bad value and what is valid.
 """

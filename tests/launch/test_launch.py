@@ -298,3 +298,6 @@ def test_slurm_submission_with_arrays_and_dependencies(tmp_path, monkeypatch, ca
     assert "#SBATCH --gpus-per-node=4" in first and "#SBATCH --signal=USR2@" in first
     assert "#SBATCH --array=0-1" in second and "#SBATCH --dependency=afterok:1000" in second
     assert not (tmp_path / "runs" / "tiny" / "pre" / "results.jsonl").exists()  # nothing ran here
+    import pickle
+    pre_job = pickle.load(open(jobs[0].paths.submitted_pickle, "rb"))  # checks ft/r1 and ft/r2 at its end
+    assert [e["reader"] for e in pre_job.args[2]] == ["ft/r1", "ft/r2"]
