@@ -25,6 +25,7 @@ COLUMNS = ["run", "task", "model", "train_r", "r", "metric", "value", "value_se"
            "skipped_files", "train_s", "train_speedup", "paper_base", "paper_tome", "paper_speedup",
            "note", "paper_source"]
 NOTE_MERGE_OFF = "ToMe-trained model with merging off, not the paper's baseline (trained without merging)"
+NOTE_R_UNPUBLISHED = "paper's r not published in what could be read: its number sits at this run's training r"
 
 
 def find_runs(paths) -> list[str]:
@@ -73,7 +74,7 @@ def collect(paths) -> list[dict]:
                 "paper_base": paper["base"] if paper else None,
                 "paper_tome": paper["tome"] if matched else None,
                 "paper_speedup": paper["speedup"] if matched else None,
-                "note": NOTE_MERGE_OFF if res["r"] == 0 and train_r not in (0, None, "") else "",
+                "note": _note(paper, matched, res["r"], train_r),
                 "paper_source": paper["source"] if paper else "",
             })
     _training_speedups(rows)
@@ -85,8 +86,8 @@ def _paper_matches(paper, r, train_r, inflection) -> bool:
 
     The published rows are constant-r schedules: a run with a decreasing (or any ramped) schedule
     gets none, and a run trained with merging at another r than the row's gets none. A row whose
-    r is not published (video, audio: ``r`` None) belongs to the r the run
-    was trained with, when it was trained with merging.
+    r is not published (video, audio: ``r`` None) belongs to the r the run was trained with, when
+    it was trained with merging; an off-the-shelf run has no r of its own, so it gets none.
     """
     if paper is None or paper["tome"] is None and paper["speedup"] is None:
         return False
@@ -97,6 +98,12 @@ def _paper_matches(paper, r, train_r, inflection) -> bool:
     if train_r and train_r != paper["r"]:  # a merge-trained row belongs to the model trained at its r
         return False
     return r == paper["r"]
+
+
+def _note(paper, matched, r, train_r) -> str:
+    if r == 0 and train_r not in (0, None, ""):
+        return NOTE_MERGE_OFF
+    return NOTE_R_UNPUBLISHED if matched and paper["r"] is None else ""
 
 
 def _training_speedups(rows: list[dict]) -> None:

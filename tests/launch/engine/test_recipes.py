@@ -195,6 +195,58 @@ def test_compare_attaches_paper_numbers_only_where_they_belong(tmp_path):
     assert out[("const", 0)]["note"] == ""
 
 
+def _config_run(tmp_path, name, config, results, overrides=()):
+    """A run directory holding the resolved repository config, as the engine saves it."""
+    return _run(tmp_path, name, resolve(os.path.join(REPO, config), overrides).to_dict(), results)
+
+
+def test_compare_puts_video_and_audio_paper_numbers_beside_the_right_run_and_r(tmp_path):
+    # Expected values are written out by hand from the sources named in launch/engine/paper.py: Pollard &
+    # Wray's K400 'merge' row (62.09 -> 56.10 top-1, 186.72 -> 476.28 clips/s at r=150, so a
+    # 476.28 / 186.72 = 2.5508x speed-up), mae_st FINETUNE.md:77 (84.35), AudioMAE README.md:42
+    # (47.3) and the ToMe abstract (audio trained with ToMe: 2x for -0.4 mAP -> 46.9; video
+    # off-the-shelf: 2.2x, at an r not readable here).
+    video = [{"r": r, "acc1": 80.0 - r / 100, "throughput": 100.0 + r} for r in (0, 16, 32, 48, 56, 65)]
+    audio = [{"r": r, "map": 47.0 - r / 100, "throughput": 10.0 + r} for r in (0, 8, 12, 16, 24, 32, 40)]
+    runs = [
+        _config_run(tmp_path, "videomae_b", "video/configs/videomae_vitb_k400_offshelf.yaml",
+                    [{"r": r, "acc1": 60.0, "throughput": 100.0} for r in (0, 25, 50, 75, 100, 150)]),
+        _config_run(tmp_path, "vitl_tome", "video/configs/vitl_k400.yaml", video),
+        _config_run(tmp_path, "vitl_offshelf", "video/configs/vitl_k400_offshelf.yaml", video),
+        _config_run(tmp_path, "as2m_tome", "audio/configs/audiomae_as2m.yaml", audio),
+        _config_run(tmp_path, "as2m_sweep_r16", "audio/configs/audiomae_as2m_sweep.yaml", audio, ["tome.r=16"]),
+        _config_run(tmp_path, "as2m_offshelf", "audio/configs/audiomae_offshelf.yaml", audio),
+    ]
+    out = {(os.path.basename(r["run"]), r["r"]): r for r in report.collect(runs)}
+
+    def paper(run, r):
+        row = out[(run, r)]
+        return row["paper_base"], row["paper_tome"], row["paper_speedup"]
+
+    # video, off-the-shelf VideoMAE-B: the published number at r=150 only
+    assert paper("videomae_b", 150)[:2] == (62.09, 56.10)
+    assert paper("videomae_b", 150)[2] == pytest.approx(2.5508, abs=1e-4)
+    assert all(paper("videomae_b", r) == (62.09, None, None) for r in (0, 25, 50, 75, 100))
+    # video, MAE-ST ViT-L trained with merging at r=65: the base only; the abstract's 2.2x is an
+    # off-the-shelf number and belongs to no merge-trained row
+    assert all(paper("vitl_tome", r) == (84.35, None, None) for r in (0, 16, 32, 48, 56, 65))
+    assert out[("vitl_tome", 0)]["note"] == report.NOTE_MERGE_OFF
+    # video, MAE-ST ViT-L off-the-shelf: the paper's r is unknown, so no evaluated r owns the 2.2x
+    assert all(paper("vitl_offshelf", r) == (84.35, None, None) for r in (0, 16, 32, 48, 56, 65))
+    assert PAPER["maest_vit_l_k400_offshelf"][6] == 2.2
+    # audio, Audio-MAE trained with merging at r=24: the paper's number at the training r, labelled
+    assert paper("as2m_tome", 24) == (47.3, 46.9, 2.0)
+    assert out[("as2m_tome", 24)]["note"] == report.NOTE_R_UNPUBLISHED
+    assert all(paper("as2m_tome", r) == (47.3, None, None) for r in (8, 12, 16, 32, 40))
+    assert out[("as2m_tome", 0)]["note"] == report.NOTE_MERGE_OFF
+    # audio sweep member trained at r=16: the number moves to its own training r
+    assert paper("as2m_sweep_r16", 16) == (47.3, 46.9, 2.0)
+    assert paper("as2m_sweep_r16", 24) == (47.3, None, None)
+    # audio off-the-shelf: the published fine-tuned model's 47.3 beside every r, no ToMe number
+    assert all(paper("as2m_offshelf", r) == (47.3, None, None) for r in (0, 8, 16, 24, 32, 40))
+    assert all(out[("as2m_offshelf", r)]["note"] == "" for r in (0, 8, 16, 24, 32, 40))
+
+
 # ------------------------------------------------------------------ paper numbers
 
 # facebookresearch/ToMe README.md (commit af95e4b), lines 63-66, 74-75, 96-98, 111-113, 121,
