@@ -3,7 +3,7 @@ clip-level and multi-view (temporal clips x spatial crops) top-1/top-5."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -28,7 +28,6 @@ class VideoData:
     rand_augment: Optional[str] = "rand-m7-n4-mstd0.5-inc1"
     repeat_aug: int = 2
     hflip: bool = True
-    train_scale: list = field(default_factory=lambda: [0.08, 1.0])  # random-resized-crop area (the dataset's default)
     random_erase: float = 0.0            # training: probability of erasing one box through the clip
     random_erase_mode: str = "pixel"     # pixel | rand | const (fill of the erased box)
     random_erase_count: int = 1          # at most this many boxes (1..count drawn per clip)
@@ -98,7 +97,7 @@ class VideoTask(Task):
                       **{k: getattr(d, k) for k in ("mean", "std") if getattr(d, k) is not None})
         if train:
             return VideoClipDataset(d.train_list, d.root, True, rand_augment=d.rand_augment,
-                                    repeat_aug=d.repeat_aug, hflip=d.hflip, scale=tuple(d.train_scale),
+                                    repeat_aug=d.repeat_aug, hflip=d.hflip,
                                     random_erase=d.random_erase, random_erase_mode=d.random_erase_mode,
                                     random_erase_count=d.random_erase_count, **common)
         return VideoClipDataset(d.val_list, d.root, False, num_temporal_clips=d.num_temporal_clips,
