@@ -63,7 +63,8 @@ def test_sweep_times_with_the_asked_threads_then_restores_them(monkeypatch):
 
 
 @pytest.mark.parametrize("values, match", [
-    (["eval.throughput_clock=cpu"], "eval.throughput_clock must be wall, or cpu with eval.throughput_threads=1"),
+    (["eval.throughput_clock=cpu", "eval.throughput_threads=null"],
+     "eval.throughput_clock must be wall, or cpu with eval.throughput_threads=1"),
     (["eval.throughput_clock=cpu", "eval.throughput_threads=1", "launch.device=cuda"], "on cuda"),
     (["eval.throughput_clock=sundial"], "got 'sundial'"),
     (["eval.throughput_threads=0"], "eval.throughput_threads must be >= 1 or null, got 0"),
