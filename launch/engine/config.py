@@ -69,6 +69,8 @@ class EvalConfig:
     throughput_iters: int = 10              # interleaved rounds (every r and the unpatched model once each)
     throughput_warmup: int = 3
     throughput_dtype: str = "fp32"          # fp32 | fp16 | bf16; the paper times fp32, whatever train.amp
+    throughput_threads: Optional[int] = None  # intra-op threads while timing (None: torch's default)
+    throughput_clock: str = "wall"          # wall (the paper's) | cpu: one thread's CPU time, for shared CPUs
     use_ema: bool = False
     amp: str = "none"                       # evaluation and throughput precision: none (fp32) | bf16 | fp16
     interim_views: str = "single"           # evaluations between epochs: single (one cheap view) | full
@@ -340,6 +342,12 @@ def check_values(cfg: Config) -> None:
          f"eval.throughput_batch must be a positive integer or 'search', got {cfg.eval.throughput_batch!r}"),
         (cfg.eval.throughput_dtype in ("fp32", "fp16", "bf16"),
          f"eval.throughput_dtype must be fp32, fp16 or bf16, got {cfg.eval.throughput_dtype!r}"),
+        (cfg.eval.throughput_threads is None or cfg.eval.throughput_threads >= 1,
+         f"eval.throughput_threads must be >= 1 or null, got {cfg.eval.throughput_threads}"),
+        (cfg.eval.throughput_clock == "wall" or (cfg.eval.throughput_clock == "cpu" and cfg.eval.throughput_threads == 1
+                                                 and cfg.launch.device == "cpu"),
+         f"eval.throughput_clock must be wall, or cpu with eval.throughput_threads=1 and launch.device=cpu, got "
+         f"{cfg.eval.throughput_clock!r} with threads={cfg.eval.throughput_threads} on {cfg.launch.device}"),
         (cfg.eval.throughput_iters > 0 and cfg.eval.throughput_warmup >= 0,
          f"eval.throughput_iters must be >= 1 and throughput_warmup >= 0, got "
          f"{cfg.eval.throughput_iters}/{cfg.eval.throughput_warmup}"),

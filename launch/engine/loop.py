@@ -121,10 +121,13 @@ def measure_throughput(model, shape, cfg: Config, device, rs: list) -> dict:
     ``eval.throughput_dtype`` (see launch/engine/throughput.py); row fields keyed by ``json.dumps(r)``."""
     speeds = throughput.measure_sweep(
         model, {json.dumps(r): model_r(cfg.tome, r) for r in rs}, shape, cfg.eval.throughput_batch,
-        cfg.eval.throughput_dtype, cfg.eval.throughput_iters, cfg.eval.throughput_warmup, device)
+        cfg.eval.throughput_dtype, cfg.eval.throughput_iters, cfg.eval.throughput_warmup, device,
+        threads=cfg.eval.throughput_threads, clock=cfg.eval.throughput_clock)
     base = speeds.pop(throughput.BASELINE)
     return {key: {**s, "baseline_throughput": base["throughput"], "baseline_batch": base["batch"],
-                  "throughput_dtype": cfg.eval.throughput_dtype} for key, s in speeds.items()}
+                  "throughput_dtype": cfg.eval.throughput_dtype, "throughput_clock": cfg.eval.throughput_clock,
+                  "throughput_threads": cfg.eval.throughput_threads or torch.get_num_threads()}
+            for key, s in speeds.items()}
 
 
 def _tokens_in(model, shape, device) -> int:

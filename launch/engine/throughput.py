@@ -5,6 +5,13 @@ round, round after round, so a slow spell of the machine hits all of them alike.
 the median samples/s and the quartiles of the per-round values; per ``r`` also the median of the
 per-round speed-ups over the baseline (paired within a round, so drift cancels).
 
+Clocks (``clock``): ``wall`` (the paper's: elapsed time) or ``cpu`` (the CPU time of the calling
+thread, CPU devices with one intra-op thread only). On a CPU that other processes share, elapsed
+time measures the scheduler as much as the model: each call runs at whatever share of the cores it
+gets, and with several intra-op threads every small operator (ToMe adds a handful per block) ends
+at a barrier where the threads that were descheduled hold up the others, so the merged model loses
+more than the plain one. One thread timed by its own CPU clock counts the work done, not the wait.
+
 Used by the engine (``measure_sweep``) and by ``launch/bench.py`` (``time_interleaved``,
 ``search_batch``, ``make_step``): one implementation of the protocol.
 """
@@ -20,6 +27,7 @@ import torch
 import tome
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CLOCKS = ("wall", "cpu")
 BASELINE = "unpatched"
 
 
@@ -38,8 +46,22 @@ def call_tokens(model, x: torch.Tensor) -> list:
     return list(t.tokens)
 
 
-def seconds_of(fn: Callable[[], None], device: torch.device) -> float:
-    """Wall-clock seconds of one call (CUDA events on GPU, perf_counter on CPU)."""
+def check_clock(clock: str, device: torch.device, threads: Optional[int]) -> None:
+    """``clock`` must be one of :data:`CLOCKS`; ``cpu`` needs a CPU device and one thread."""
+    if clock not in CLOCKS:
+        raise ValueError(f"throughput clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    if clock == "cpu" and (device.type != "cpu" or threads != 1):
+        raise ValueError(f"throughput clock 'cpu' times one thread on a CPU device, got device "
+                         f"{device.type} with threads={threads}; use clock 'wall' or threads 1 on cpu")
+
+
+def seconds_of(fn: Callable[[], None], device: torch.device, clock: str = "wall") -> float:
+    """Seconds of one call: elapsed (CUDA events on GPU, perf_counter on CPU), or with
+    ``clock="cpu"`` the CPU time of the calling thread (see :func:`check_clock`)."""
+    if clock == "cpu":
+        t0 = time.thread_time()
+        fn()
+        return time.thread_time() - t0
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -86,7 +108,7 @@ def make_step(model, x: torch.Tensor, step: str, dtype: torch.dtype, device: tor
 
 
 def time_interleaved(steps: Dict[str, Callable[[], None]], rounds: int, warmup: int,
-                     device: torch.device) -> Dict[str, List[float]]:
+                     device: torch.device, clock: str = "wall") -> Dict[str, List[float]]:
     """Seconds per call of each step: ``warmup`` untimed calls each, then ``rounds`` rounds in
     which every step is timed once, in the same order."""
     for fn in steps.values():
@@ -95,7 +117,7 @@ def time_interleaved(steps: Dict[str, Callable[[], None]], rounds: int, warmup: 
     times = {name: [] for name in steps}
     for _ in range(max(rounds, 1)):
         for name, fn in steps.items():
-            times[name].append(seconds_of(fn, device))
+            times[name].append(seconds_of(fn, device, clock))
     return times
 
 
@@ -126,14 +148,15 @@ def summarize(times: Dict[str, List[float]], batches: Dict[str, int],
 
 
 def search_batch(make_run: Callable[[int], Callable[[], None]], device: torch.device,
-                 max_batch: int = 1024, rounds: int = 5, warmup: int = 2, gain: float = 1.03) -> int:
+                 max_batch: int = 1024, rounds: int = 5, warmup: int = 2, gain: float = 1.03,
+                 clock: str = "wall") -> int:
     """The paper's protocol: the power-of-two batch with the best throughput, doubling while the
     throughput still improves by at least ``gain`` (or until out of memory / ``max_batch``).
     ``make_run(batch)`` returns the callable to time at that batch size."""
     best, best_speed, batch = 1, 0.0, 1
     while batch <= max_batch:
         try:
-            secs = time_interleaved({"m": make_run(batch)}, rounds, warmup, device)["m"]
+            secs = time_interleaved({"m": make_run(batch)}, rounds, warmup, device, clock)["m"]
         except torch.OutOfMemoryError:
             break
         speed = batch / statistics.median(secs)
@@ -146,14 +169,19 @@ def search_batch(make_run: Callable[[int], Callable[[], None]], device: torch.de
 
 
 def measure_sweep(model, schedules: Dict[str, object], shape: tuple, batch, dtype: str,
-                  rounds: int, warmup: int, device: torch.device, baseline_model=None) -> Dict[str, dict]:
+                  rounds: int, warmup: int, device: torch.device, baseline_model=None,
+                  threads: Optional[int] = None, clock: str = "wall") -> Dict[str, dict]:
     """Inference throughput of a patched ``model`` at each schedule of ``schedules``
     (label -> ``model.r`` value) and of the unpatched baseline (label ``BASELINE``), interleaved.
 
     ``batch``: an int, or ``"search"`` for the best batch of each one (see :func:`search_batch`).
     ``baseline_model``: the unpatched model; default a deep copy of ``model`` with ToMe removed.
-    Leaves ``model.r`` as it found it."""
+    ``threads``: intra-op threads while timing (None: torch's current number); ``clock``: see
+    :func:`check_clock`. Leaves ``model.r`` and torch's thread count as it found them."""
     torch_dtype = check_dtype(dtype)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"throughput threads must be a positive integer or None, got {threads!r}")
+    check_clock(clock, device, threads)
     saved_r = model.r
     if baseline_model is None:
         baseline_model = tome.unpatch(copy.deepcopy(model))
@@ -171,16 +199,20 @@ def measure_sweep(model, schedules: Dict[str, object], shape: tuple, batch, dtyp
 
     labels = [BASELINE, *schedules]
     makers = {label: maker(label) for label in labels}
-    if batch == "search":
-        batches = {label: search_batch(makers[label], device) for label in labels}
-    elif isinstance(batch, int) and not isinstance(batch, bool) and batch > 0:
-        batches = {label: batch for label in labels}
-    else:
+    if not (batch == "search" or (isinstance(batch, int) and not isinstance(batch, bool) and batch > 0)):
         raise ValueError(f"throughput batch must be a positive integer or 'search', got {batch!r}")
-    steps = {label: makers[label](batches[label]) for label in labels}
+    saved_threads = torch.get_num_threads()
     try:
-        times = time_interleaved(steps, rounds, warmup, device)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        if batch == "search":
+            batches = {label: search_batch(makers[label], device, clock=clock) for label in labels}
+        else:
+            batches = {label: batch for label in labels}
+        steps = {label: makers[label](batches[label]) for label in labels}
+        times = time_interleaved(steps, rounds, warmup, device, clock)
     finally:
+        torch.set_num_threads(saved_threads)
         model.r = saved_r
         model.train(was_training)
     return summarize(times, batches, baseline=BASELINE)

@@ -16,6 +16,7 @@ import os
 
 import yaml
 
+from launch.engine.monotone import report_lines as throughput_falls
 from launch.engine.paper import ROWS, row as paper_row
 from launch.engine.runlog import read_jsonl
 
@@ -154,6 +155,9 @@ def markdown(rows: list[dict], root: str = "") -> str:
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for cell in cells:
         lines.append("| " + " | ".join(_cell(cell.get(c)) for c in shown) + " |")
+    falls = throughput_falls(rows, lambda run: os.path.relpath(run, root) if root else run)
+    if falls:
+        lines += [""] + falls
     sources = sorted({r["paper_source"] for r in rows if r["paper_source"]})
     if sources:
         lines.append("")

@@ -37,7 +37,7 @@ def test_summary_medians_quartiles_and_paired_speedups():
 
 def test_batch_search_stops_where_throughput_stops_growing(monkeypatch):
     # a device that runs up to 8 samples in parallel in 1 s: throughput 1, 2, 4, 8, 8, ...
-    monkeypatch.setattr(throughput, "seconds_of", lambda fn, device: fn())
+    monkeypatch.setattr(throughput, "seconds_of", lambda fn, device, clock="wall": fn())
     assert throughput.search_batch(lambda b: (lambda: max(1.0, b / 8)), CPU) == 8
     assert throughput.search_batch(lambda b: (lambda: max(1.0, b / 8)), CPU, max_batch=4) == 4
 

@@ -1,0 +1,8 @@
+"""Around runs: from a config to its runs and back to a report. Imports ``tome`` and
+``launch.engine`` (the modalities only through the engine's plugin table).
+
+``plan`` (stages x sweeps), ``precheck`` (what must hold before anything is submitted),
+``submission`` (submitit on SLURM or locally), ``job`` (the submitted callable), ``local_jobs``
+(the local launcher's signal forwarding), ``resolved`` (``--print``), ``report`` (compare.md,
+CSV, plot), ``recipes_table`` (docs/recipes.md), ``draw`` (a run's merged groups).
+"""
