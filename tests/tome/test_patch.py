@@ -71,17 +71,21 @@ def test_torchvision_model_patched_at_r0_gives_the_unpatched_outputs(train):
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("schedule", [3, (3, -1.0), (2, 0.5), [5, 0, 2]])
-@pytest.mark.parametrize("variant", ["augreg", "deit_distilled", "registers"])
-def test_tokens_after_each_layer_follow_the_hand_worked_schedule(variant, schedule):
+# Patch tokens left after each of the 3 layers, worked by hand from 16 patches: layer i merges
+# min(r_i, half of the patch tokens left). (3, -1.0) is 2r down to 0: r = 6, 3, 0; (2, 0.5) ramps
+# from r(1 - 0.5) = 1 to 2r - 1 = 3: r = 1, 2, 3.
+@pytest.mark.parametrize("schedule, patches_after", [
+    (3, [13, 10, 7]), ((3, -1.0), [10, 7, 7]), ((2, 0.5), [15, 13, 10]), ([5, 0, 2], [11, 11, 9])])
+@pytest.mark.parametrize("variant, prefix", [("augreg", 1), ("deit_distilled", 2), ("registers", 4)])
+def test_tokens_after_each_layer_follow_the_hand_worked_schedule(variant, prefix, schedule, patches_after):
     model = tome.patch.timm(timm_model(variant).eval())
     model.r = schedule
     with torch.no_grad(), tome.trace() as t:
         model(input_for(variant))
-    num_tokens = 16 + model.num_prefix_tokens
-    assert t.tokens_in == num_tokens
-    assert t.tokens == model._tome.expected_tokens(num_tokens, len(model.blocks))
-    assert t.tokens[-1] < num_tokens
+    assert model.num_prefix_tokens == prefix
+    assert t.tokens_in == 16 + prefix
+    assert t.tokens == [prefix + n for n in patches_after]
+    assert model._tome.expected_tokens(16 + prefix, len(model.blocks)) == t.tokens
 
 
 @pytest.mark.parametrize("variant", sorted(TIMM_VARIANTS))
