@@ -36,7 +36,7 @@ def test_bench_reports_three_models_paired_speedups_and_the_matchings_flops(tmp_
     speed = result["throughput"]
     assert set(speed) == {"unmerged", "merged", "limit"}
     assert result["gflops"]["merged"] < result["gflops"]["unmerged"]
-    # speed-ups are medians of per-round ratios (paired within a round; tests/test_throughput.py
+    # speed-ups are medians of per-round ratios (paired within a round; tests/launch/engine/test_throughput.py
     # checks those on hand-worked timings): each lies inside its own quartiles, and efficiency is
     # the merged speed-up over the limit's
     for name, key in (("merged", "merged_over_unmerged"), ("limit", "limit_over_unmerged")):

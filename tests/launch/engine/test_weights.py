@@ -128,7 +128,7 @@ def test_google_drive_page_without_a_form_says_what_to_do(server, cache, monkeyp
 def _run_hub(cache, server, *sources):
     env = dict(os.environ, TOME_CACHE=str(cache), PYTHONPATH=REPO, HF_ENDPOINT=server.url,
                HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
-    return subprocess.run([sys.executable, "-m", "launch.engine.weights", *sources], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "launch.weights", *sources], capture_output=True,
                           text=True, env=env, cwd=REPO, timeout=120)
 
 
@@ -175,7 +175,7 @@ def test_cli_prints_each_path_last_line_last_path(server, cache, tmp_path):
     local = tmp_path / "local.pth"
     local.write_bytes(b"c")
     env = dict(os.environ, TOME_CACHE=str(cache), PYTHONPATH=REPO)
-    done = subprocess.run([sys.executable, "-m", "launch.engine.weights", server.url + "/a.pth", str(local),
+    done = subprocess.run([sys.executable, "-m", "launch.weights", server.url + "/a.pth", str(local),
                            server.url + "/b.pth"], capture_output=True, text=True, env=env, cwd=REPO)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
