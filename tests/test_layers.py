@@ -136,7 +136,7 @@ def test_no_import_statement_reaches_a_higher_layer(name):
     assert not bad, "\n".join(bad)
 
 
-def test_a_violation_is_caught(tmp_path):
+def test_the_ast_check_flags_an_engine_module_importing_a_modality_and_a_command(tmp_path):
     """The AST check itself: an engine module importing a modality and a command is flagged."""
     path = tmp_path / "bad.py"
     path.write_text("import tome\nfrom image.model import x\n\ndef f():\n    from launch.submit import main\n"

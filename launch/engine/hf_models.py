@@ -4,7 +4,7 @@ Design: the engine runs the publisher's own implementation. A hub snapshot (``co
 weights) is loaded with the ``transformers`` class its config names, and wrapped in a small
 module that takes the engine's input layout and returns logits; ``tome.patch.transformers``
 patches it. No weights are converted, so r=0 logits are the publisher's by construction
-(``tests/test_hf_models.py`` checks the wrapper against the bare ``transformers`` model).
+(``tests/launch/engine/test_hf_models.py`` checks the wrapper against the bare ``transformers`` model).
 
 Sources: ``hf-hub:<org>/<name>`` (fetched into the Hugging Face cache) or a local directory
 holding ``config.json``.

@@ -75,13 +75,13 @@ def test_demo_set_is_real_audio_multilabel_and_deterministic(demo_set, tmp_path)
     assert (tmp_path / entries[0]["wav"]).read_bytes() == (demo_set["root"] / entries[0]["wav"]).read_bytes()
 
 
-def test_demo_cli(tmp_path, capsys):
+def test_demo_cli_writes_a_loadable_list_of_the_requested_clips(tmp_path, capsys):
     _main(["demo", str(tmp_path), "--classes", "3", "--clips", "4", "--seconds", "0.2"])
     items, k = load_audio_list(tmp_path / "train.json", tmp_path, tmp_path / "class_labels_indices.csv")
     assert k == 3 and len(items) == 3 and "wrote 4 clips" in capsys.readouterr().out
 
 
-def test_json_list_and_multi_hot_items(demo_set):
+def test_json_list_gives_multi_hot_targets_and_the_fbank_of_each_file(demo_set):
     items, k = load_audio_list(demo_set["val"], demo_set["root"], demo_set["labels"])
     assert k == 4 and len(items) == 4
     # Without root, relative paths resolve against the JSON file's folder.
@@ -97,7 +97,7 @@ def test_json_list_and_multi_hot_items(demo_set):
     torch.testing.assert_close(item["input"][0], wav_to_fbank(torch.from_numpy(wave), 16000, 64))
 
 
-def test_train_augmentation_masks_with_normalised_zero(demo_set):
+def test_train_masking_fills_whole_mel_bins_with_the_normalised_zero(demo_set):
     torch.manual_seed(0)
     ds = AudioClipDataset(demo_set["train"], demo_set["root"], train=True, target_length=64,
                           freq_mask=30, time_mask=20, noise=True, roll=True)
@@ -116,7 +116,7 @@ def _write_label_csv(path):
     return path
 
 
-def test_audioset_segment_csv(demo_set, tmp_path, caplog):
+def test_audioset_segment_csv_finds_each_clip_naming_and_maps_mids_to_labels(demo_set, tmp_path, caplog):
     src = demo_set["root"] / "audio" / "train_0000.wav"
     root = tmp_path / "clips"
     root.mkdir()
@@ -207,7 +207,7 @@ def test_corrupt_files_are_replaced_and_counted(demo_set, tmp_path, caplog):
 
 # --- sampling ---------------------------------------------------------------------------------
 
-def test_class_balanced_weights():
+def test_class_balanced_weights_sum_inverse_class_counts_per_clip():
     items = [("a", [0]), ("b", [0]), ("c", [0, 1]), ("d", [1, 2])]
     w = class_balanced_weights(items, num_classes=4)
     c0, c1, c2 = 1000 / 3.01, 1000 / 2.01, 1000 / 1.01

@@ -26,7 +26,7 @@ TARGETS = np.array([[1, 1, 0],
                     [0, 1, 0]])
 
 
-def test_hand_computed_example():
+def test_ap_auc_and_d_prime_match_a_hand_worked_example():
     assert average_precision(SCORES[:, 0], TARGETS[:, 0]) == pytest.approx(5 / 6)
     assert average_precision(SCORES[:, 1], TARGETS[:, 1]) == pytest.approx(11 / 30)
     assert roc_auc(SCORES[:, 1], TARGETS[:, 1]) == pytest.approx(1 / 4)
@@ -52,7 +52,7 @@ def _ap_by_rank(s, y):
     return precision_at[hits == 1].mean()
 
 
-def test_against_independent_definitions_on_random_data():
+def test_ap_and_auc_equal_their_rank_and_pairwise_definitions_on_random_data():
     rng = np.random.default_rng(0)
     for _ in range(20):
         y = rng.integers(0, 2, size=40)
@@ -63,7 +63,7 @@ def test_against_independent_definitions_on_random_data():
         assert roc_auc(tied, y) == pytest.approx(_pairwise_auc(tied, y))
 
 
-def test_edge_cases():
+def test_perfect_one_sided_and_malformed_inputs_give_their_defined_results():
     perfect = multilabel_metrics(np.array([[0.9, 0.1], [0.1, 0.9]]), np.eye(2))
     assert perfect["mAP"] == 1 and perfect["mAUC"] == 1 and perfect["d_prime"] == math.inf
     # A class with only positives has AP 1 but no AUC.

@@ -32,7 +32,7 @@ def _numpy_sincos(dim, t_size, f_size):
     return np.concatenate([np.zeros((1, dim)), table])[None]
 
 
-def test_geometry_tokens_and_frozen_sincos():
+def test_grid_token_order_and_frozen_sincos_table_follow_audio_mae():
     model = _model(0)
     x = _input()
     assert model.patch_embed.grid_size == (64, 8)
@@ -66,7 +66,7 @@ def test_forward_matches_audio_mae_recipe_and_timm_chain():
         torch.testing.assert_close(chained, expected)
 
 
-def test_variants_and_bad_settings():
+def test_variants_have_audio_mae_parameter_counts_and_bad_settings_are_refused():
     assert build_audio_vit("tiny", num_classes=3, target_length=256).patch_embed.grid_size == (16, 8)
     b = build_audio_vit("b")
     assert sum(p.numel() for p in b.parameters() if p.requires_grad) == 85_659_407  # Audio-MAE log
@@ -133,7 +133,7 @@ def test_position_table_for_another_grid_is_regenerated(tmp_path):
     torch.testing.assert_close(dst.pos_embed.data, sincos_pos_embed(64, (64, 8)))
 
 
-def test_checkpoint_mismatches_raise(tmp_path):
+def test_checkpoint_mismatches_are_one_line_config_errors(tmp_path):
     src = _model(0)
     path = tmp_path / "ckpt.pth"
     torch.save({"model": src.state_dict()}, path)
@@ -155,7 +155,7 @@ def test_checkpoint_mismatches_raise(tmp_path):
         load_audiomae_checkpoint(deeper, tmp_path / "missing.pth")
 
 
-def test_repo_tome_patch_runs_unchanged_on_the_audio_model():
+def test_tome_patch_is_identity_at_r0_and_merges_r_per_layer_on_the_audio_model():
     import tome
     from tome.patch import spectrogram
     model = _model(0)

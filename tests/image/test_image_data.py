@@ -23,7 +23,7 @@ def _files(root):
     return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
 
 
-def test_demo_images_read_by_loader(demo_root):
+def test_demo_images_are_read_by_the_loader_as_labelled_samples(demo_root):
     train = ImageFolderDataset(demo_root, "train")
     val = ImageFolderDataset(demo_root, "val")
     assert len(train) == 12 and len(val) == 6
@@ -36,7 +36,7 @@ def test_demo_images_read_by_loader(demo_root):
         assert img.format == "PNG" and img.size == (32, 32)
 
 
-def test_demo_images_deterministic_and_cached(tmp_path, demo_root):
+def test_demo_images_are_deterministic_and_rewritten_only_when_settings_change(tmp_path, demo_root):
     again = write_demo_images(tmp_path / "again", **SMALL)
     for rel in _files(demo_root):
         if rel.endswith(".png"):
@@ -51,18 +51,18 @@ def test_demo_images_deterministic_and_cached(tmp_path, demo_root):
     assert len(ImageFolderDataset(again, "train")) == 6
 
 
-def test_demo_refuses_foreign_dataset(tmp_path):
+def test_demo_writer_refuses_a_folder_it_did_not_write(tmp_path):
     (tmp_path / "train" / "n01440764").mkdir(parents=True)
     with pytest.raises(ConfigError, match="not written by write_demo_images"):
         write_demo_images(tmp_path, **SMALL)
 
 
-def test_demo_bad_settings():
+def test_demo_with_more_classes_than_defined_is_a_config_error():
     with pytest.raises(ConfigError, match="num_classes"):
         write_demo_images("/nonexistent", num_classes=len(DEMO_CLASSES) + 1)
 
 
-def test_corrupt_file_replaced_and_counted(tmp_path, caplog):
+def test_corrupt_file_is_replaced_counted_and_logged(tmp_path, caplog):
     root = write_demo_images(tmp_path / "d", **SMALL)
     bad = root / "train" / "01_vstripes" / "00002.png"
     bad.write_bytes(b"not an image at all")
@@ -83,7 +83,7 @@ def test_all_files_corrupt_is_a_clear_error(tmp_path):
         ImageFolderDataset(tmp_path, "val", max_retries=2)[0]
 
 
-def test_missing_or_empty_dirs(tmp_path):
+def test_missing_or_empty_dirs_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="not a directory"):
         ImageFolderDataset(tmp_path / "nope", "train")
     with pytest.raises(ConfigError, match="split 'val' not found"):
@@ -97,7 +97,7 @@ def test_missing_or_empty_dirs(tmp_path):
 @pytest.mark.parametrize("family,size,resize", [
     ("augreg", 224, 248), ("augreg", 384, 384), ("deit", 224, 256), ("mae", 224, 256),
     ("swag", 384, 384), ("swag", 518, 518), ("demo", 64, 64)])
-def test_eval_transform_sizes(family, size, resize):
+def test_eval_transform_resizes_per_family_then_crops_to_size(family, size, resize):
     assert eval_settings(family, size)["resize"] == resize
     out = eval_transform(family, size)(Image.new("RGB", (size + 40, size + 10), (90, 120, 200)))
     assert out.shape == (3, size, size)
@@ -124,7 +124,7 @@ def test_augreg_matches_timm_eval_transform():
     assert torch.allclose(ref(img), eval_transform("augreg", 224)(img), atol=1e-5)
 
 
-def test_eval_transform_errors():
+def test_bad_eval_transform_settings_are_config_errors():
     with pytest.raises(ConfigError, match="unknown image model family 'vgg'.*augreg"):
         eval_transform("vgg", 224)
     with pytest.raises(ConfigError, match="interpolation"):
@@ -134,7 +134,7 @@ def test_eval_transform_errors():
     assert set(FAMILIES) == {"augreg", "deit", "mae", "swag", "demo"}
 
 
-def test_train_transform():
+def test_train_transform_gives_a_float_crop_and_refuses_unknown_rand_augment():
     tf = train_transform(32, re_prob=0.25, scale=(0.5, 1.0))
     out = tf(demo_picture(size=64))
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
@@ -143,7 +143,7 @@ def test_train_transform():
         train_transform(32, rand_augment="autoaug-v9")
 
 
-def test_demo_picture_and_cli(tmp_path):
+def test_demo_picture_is_deterministic_and_the_cli_writes_demo_and_picture(tmp_path):
     pic = demo_picture(size=96, seed=0)
     assert pic.size == (96, 96) and pic.mode == "RGB"
     assert pic.tobytes() == demo_picture(size=96, seed=0).tobytes()
@@ -154,7 +154,7 @@ def test_demo_picture_and_cli(tmp_path):
     assert Image.open(tmp_path / "pic.png").size == (64, 64)
 
 
-def test_every_demo_class_renders():
+def test_every_demo_class_renders_and_an_unknown_class_is_refused():
     import numpy as np
 
     from image.demo import render_sample

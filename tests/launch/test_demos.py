@@ -70,7 +70,7 @@ def test_image_demo_learns_textures_well_above_chance(tmp_path):
       "data.demo_clips=40", "model.variant=micro", "data.target_length=64", "data.time_mask=8",
       "tome.eval_r=[0,4]", "train.batch_size=8"], "map", "groups.png"),
 ])
-def test_demo_config_runs_in_debug_mode(config, overrides, metric, picture, tmp_path):
+def test_video_and_audio_demo_configs_train_both_stages_in_debug_mode(config, overrides, metric, picture, tmp_path):
     overrides = [o.format(tmp=tmp_path) for o in overrides] + [
         f"launch.out_dir={tmp_path}/runs", "train.epochs=1", "eval.throughput_iters=1",
         "eval.throughput_warmup=1", "launch.num_workers=0"]

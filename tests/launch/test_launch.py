@@ -48,7 +48,7 @@ def test_missing_paths_fail_before_submission(tmp_path, capsys):
     assert code == 2 and "model.checkpoint" in capsys.readouterr().err
 
 
-def test_inheritance_overrides_and_resolved_config(tmp_path):
+def test_overrides_apply_on_top_of_the_inherited_base_config(tmp_path):
     cfg = resolve(write_config(tmp_path), ["tome.r=3", "train.blr=2e-3"])
     assert cfg.tome.r == 3 and cfg.train.blr == 2e-3 and cfg.data.family == "demo"
     assert cfg.model.name == "demo_vit_mae"  # from the base file
@@ -77,7 +77,7 @@ def test_sweep_and_stages_expand_to_named_runs(tmp_path):
 
 # ------------------------------------------------------------------ running
 
-def test_debug_mode_runs_train_eval_and_compare(tmp_path):
+def test_debug_mode_logs_the_accuracy_of_a_direct_loop_at_each_r_and_writes_the_report(tmp_path):
     path = write_config(tmp_path)
     submit.submit(path, ["tome.r=1"], cluster="debug")
     run_dir = tmp_path / "runs" / "tiny"
@@ -98,7 +98,7 @@ def test_debug_mode_runs_train_eval_and_compare(tmp_path):
     assert os.path.getsize(picture) > 100
 
 
-def test_local_executor_streams_and_finishes(tmp_path, capsys):
+def test_local_executor_streams_the_log_and_marks_the_run_done(tmp_path, capsys):
     path = write_config(tmp_path, name="local")
     submit.submit(path, ["train.epochs=1", "tome.eval_r=[0]"], cluster="local")
     out = capsys.readouterr().out
@@ -106,7 +106,7 @@ def test_local_executor_streams_and_finishes(tmp_path, capsys):
     assert os.path.isfile(tmp_path / "runs" / "local" / "DONE")
 
 
-def test_two_process_ddp_on_cpu(tmp_path):
+def test_two_process_ddp_on_cpu_splits_the_steps_between_the_processes(tmp_path):
     path = write_config(tmp_path, name="ddp")
     submit.submit(path, ["train.epochs=1", "tome.eval_r=[0]", "launch.tasks_per_node=2"],
                   cluster="local", compare=False)
@@ -235,7 +235,7 @@ def test_two_processes_at_batch_4_end_with_the_weights_of_one_at_batch_8(tmp_pat
                                                                        drop=("batch",))
 
 
-def test_compare_builds_table_csv_and_plot(tmp_path):
+def test_compare_writes_table_csv_and_plot_with_the_papers_number(tmp_path):
     run_dir = tmp_path / "exp" / "r2"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(
@@ -254,7 +254,7 @@ def test_compare_builds_table_csv_and_plot(tmp_path):
     assert compare.main([str(tmp_path / "nothing")]) == 2
 
 
-def test_compare_reports_training_speedup(tmp_path):
+def test_compare_reports_training_speedup_as_the_ratio_of_training_seconds(tmp_path):
     for name, train_r, seconds in (("base", 0, [10.0, 10.0]), ("merged", 8, [5.0, 5.0])):
         run_dir = tmp_path / "exp" / name
         run_dir.mkdir(parents=True)
@@ -268,7 +268,7 @@ def test_compare_reports_training_speedup(tmp_path):
     assert rows["base"]["train_speedup"] == 1.0
 
 
-def test_slurm_submission_with_arrays_and_dependencies(tmp_path, monkeypatch, capsys):
+def test_slurm_submission_chains_stages_with_afterok_and_sweeps_as_job_arrays(tmp_path, monkeypatch, capsys):
     """On a (fake) SLURM cluster: a stage chain with afterok, a sweep as a job array, then return."""
     bin_dir, log_dir = tmp_path / "bin", tmp_path / "sbatch"
     bin_dir.mkdir()

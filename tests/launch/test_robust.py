@@ -341,7 +341,7 @@ def test_16bit_png_is_scaled_by_value(tmp_path):
         np.testing.assert_array_equal(rgb[..., c], expected)
 
 
-def test_other_modes_convert_by_value():
+def test_other_image_modes_convert_by_value_over_white():
     from image.modes import to_rgb
     big = Image.fromarray(np.array([[0, 514, 65535]], dtype=">u2"))
     assert big.mode == "I;16B"
@@ -382,7 +382,7 @@ def test_unhandled_mode_is_counted_unreadable_with_its_reason(tmp_path):
 
 # ------------------------------------------------------------------ skipped files
 
-def test_four_bad_videos_with_three_clips_count_four(tmp_path):
+def test_four_bad_videos_of_three_views_count_four_skipped_files_and_twelve_standins(tmp_path):
     from launch.engine.loop import evaluate
     from launch.engine.runlog import RunLog
     from video.data import VideoClipDataset, write_demo_videos

@@ -165,12 +165,21 @@ def test_timm_explicit_attention_switch_still_selects_eager(monkeypatch):
     assert fused == [False] * len(model.blocks)
 
 
-def test_bench_attn_option_patches_the_merged_model():
+def test_bench_attn_option_patches_the_merged_model(monkeypatch):
     from launch import bench
+    fused = []
+    original = tome.attention.attend
+
+    def spy(*args, **kwargs):
+        fused.append(kwargs["fused"])
+        return original(*args, **kwargs)
+    monkeypatch.setattr(tome.attention, "attend", spy)
     result = bench.main(["--model", "vit_tiny_patch16_224", "--img-size", "64", "--r", "4",
                          "--batch", "2", "--runs", "1", "--warmup", "0", "--device", "cpu",
                          "--attn", "eager"])
     assert result["attn"] == "eager" and result["throughput"]["merged"] > 0
+    # the merged model ran ToMe's attention, every call the explicit one (sdpa would be fused)
+    assert fused and not any(fused)
 
 
 def test_gpu_check_smoke_mode_runs_end_to_end_on_the_cpu(tmp_path):

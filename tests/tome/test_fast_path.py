@@ -28,7 +28,7 @@ def test_limit_model_keeps_the_merged_token_counts():
     assert counts == t.tokens
 
 
-def test_bench_reports_all_three_and_ratios(tmp_path):
+def test_bench_reports_three_models_paired_speedups_and_the_matchings_flops(tmp_path):
     out = tmp_path / "bench.json"
     result = bench.main(["--model", "vit_tiny_patch16_224", "--img-size", "64", "--r", "4",
                          "--batch", "2", "--runs", "2", "--warmup", "1", "--device", "cpu",
@@ -36,7 +36,7 @@ def test_bench_reports_all_three_and_ratios(tmp_path):
     speed = result["throughput"]
     assert set(speed) == {"unmerged", "merged", "limit"}
     assert result["gflops"]["merged"] < result["gflops"]["unmerged"]
-    # speed-ups are medians of per-round ratios (paired within a round; tests/test_throughput.py
+    # speed-ups are medians of per-round ratios (paired within a round; tests/launch/engine/test_throughput.py
     # checks those on hand-worked timings): each lies inside its own quartiles, and efficiency is
     # the merged speed-up over the limit's
     for name, key in (("merged", "merged_over_unmerged"), ("limit", "limit_over_unmerged")):

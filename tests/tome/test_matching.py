@@ -20,7 +20,7 @@ def _rows(m):
     return m.keep[0].tolist(), m.src[0].tolist(), m.dst[0].tolist()
 
 
-def test_distances_by_hand():
+def test_dot_cosine_and_euclidean_similarities_match_hand_values():
     a = torch.tensor([[[3., 4.]]])
     b = torch.tensor([[[6., 8.], [0., 1.]]])
     assert similarity(a, b, "dot")[0, 0].tolist() == pytest.approx([50, 4])
@@ -120,7 +120,7 @@ def test_distance_changes_bipartite_decisions():
 
 @pytest.mark.parametrize("matching", ["greedy", "kmeans", "random_prune", "random", "bipartite"])
 @pytest.mark.parametrize("distance", ["cosine", "euclidean", "dot"])
-def test_every_matching_and_distance_runs_in_a_patched_vit(matching, distance):
+def test_every_matching_and_distance_merges_r_per_layer_in_a_patched_vit(matching, distance):
     model = tome.patch.timm(timm_model("augreg").eval(), matching=matching, distance=distance,
                             trace_source=True)
     model.r = 3

@@ -22,7 +22,7 @@ def test_matches_published_algorithm_token_for_token(tokens):
         torch.testing.assert_close(our_size, ref_size)
 
 
-def test_r_zero_and_clamp():
+def test_r_zero_merges_nothing_and_a_large_r_is_clamped_to_half():
     metric = torch.randn(2, 11, 4)
     assert bipartite_soft_matching(metric, 0, protected=1) is None
     m = bipartite_soft_matching(metric, 100, protected=1)
@@ -46,7 +46,7 @@ def test_protected_tokens_stay_first_and_alone(protected):
 
 
 @pytest.mark.parametrize("mode", ["wavg", "mean", "max", "keep"])
-def test_sizes_and_source_partition(mode):
+def test_sizes_and_sources_account_for_every_input_in_each_merge_mode(mode):
     tokens, batch = 60, 2
     x = torch.randn(batch, tokens, 8)
     size, source = None, torch.eye(tokens)[None].expand(batch, -1, -1)
@@ -64,7 +64,7 @@ def test_sizes_and_source_partition(mode):
         assert torch.equal(source.sum(dim=2, keepdim=True), size)
 
 
-def test_merge_modes_values():
+def test_each_merge_mode_combines_a_hand_worked_group_as_defined():
     # positions: 0 cls | B: 1, 3 | A: 2, 4. Both A tokens match B token 1 (identical metric).
     x = torch.tensor([[[9.0], [1.0], [3.0], [5.0], [100.0]]])
     metric = torch.tensor([[[1.0, 0], [0, 1.0], [0, 1.0], [1.0, 0], [0, 1.0]]])
@@ -90,7 +90,7 @@ def test_random_partition_merges_r_and_keeps_prefix():
     assert (positions == torch.arange(33)).all()
 
 
-def test_groups_never_merge_across():
+def test_tokens_of_different_groups_never_merge():
     tokens = 41
     groups = torch.cat([torch.tensor([-1]), torch.arange(40) // 10])[None].expand(2, -1)
     metric = torch.randn(2, tokens, 8)
@@ -115,7 +115,7 @@ def test_groups_never_merge_across():
             assert members.unique().numel() == 1
 
 
-def test_unmerge_restores_layout():
+def test_unmerge_puts_unmerged_tokens_back_at_their_input_positions():
     x = torch.randn(2, 30, 5)
     m = bipartite_soft_matching(x, 10, protected=1)
     source = merge_source(m, torch.eye(30)[None].expand(2, -1, -1))
@@ -128,7 +128,7 @@ def test_unmerge_restores_layout():
                                x.gather(1, kept[..., None].expand(-1, -1, 5)))
 
 
-def test_gradients_flow_through_merge():
+def test_merge_passes_each_outputs_gradient_back_to_all_its_members():
     x = torch.randn(2, 20, 6, requires_grad=True)
     m = bipartite_soft_matching(x.detach(), 5, protected=1)
     out, _ = merge_tokens(m, x, None)

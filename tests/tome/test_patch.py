@@ -19,7 +19,7 @@ def _outputs(model, x, train, seed=0):
 
 @pytest.mark.parametrize("variant", sorted(TIMM_VARIANTS))
 @pytest.mark.parametrize("train", [False, True])
-def test_r0_is_identity_timm(variant, train):
+def test_timm_model_patched_at_r0_gives_the_unpatched_outputs(variant, train):
     drop = dict(drop_path_rate=0.1, attn_drop_rate=0.1, proj_drop_rate=0.1) if train else {}
     model = timm_model(variant, **drop)
     x = input_for(variant)
@@ -31,7 +31,7 @@ def test_r0_is_identity_timm(variant, train):
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
 
 
-def test_r0_is_identity_with_gradient_checkpointing():
+def test_timm_model_at_r0_with_gradient_checkpointing_gives_the_unpatched_outputs():
     model = timm_model("augreg")
     x = input_for("augreg")
     ref = _outputs(model, x, True)
@@ -62,7 +62,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(variant):
 
 
 @pytest.mark.parametrize("train", [False, True])
-def test_r0_is_identity_torchvision(train):
+def test_torchvision_model_patched_at_r0_gives_the_unpatched_outputs(train):
     model = torchvision_model(dropout=0.1, attention_dropout=0.1) if train else torchvision_model()
     x = torch.randn(2, 3, 32, 32)
     ref = _outputs(model, x, train)
@@ -71,21 +71,25 @@ def test_r0_is_identity_torchvision(train):
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("schedule", [3, (3, -1.0), (2, 0.5), [5, 0, 2]])
-@pytest.mark.parametrize("variant", ["augreg", "deit_distilled", "registers"])
-def test_tokens_per_layer_follow_schedule(variant, schedule):
+# Patch tokens left after each of the 3 layers, worked by hand from 16 patches: layer i merges
+# min(r_i, half of the patch tokens left). (3, -1.0) is 2r down to 0: r = 6, 3, 0; (2, 0.5) ramps
+# from r(1 - 0.5) = 1 to 2r - 1 = 3: r = 1, 2, 3.
+@pytest.mark.parametrize("schedule, patches_after", [
+    (3, [13, 10, 7]), ((3, -1.0), [10, 7, 7]), ((2, 0.5), [15, 13, 10]), ([5, 0, 2], [11, 11, 9])])
+@pytest.mark.parametrize("variant, prefix", [("augreg", 1), ("deit_distilled", 2), ("registers", 4)])
+def test_tokens_after_each_layer_follow_the_hand_worked_schedule(variant, prefix, schedule, patches_after):
     model = tome.patch.timm(timm_model(variant).eval())
     model.r = schedule
     with torch.no_grad(), tome.trace() as t:
         model(input_for(variant))
-    num_tokens = 16 + model.num_prefix_tokens
-    assert t.tokens_in == num_tokens
-    assert t.tokens == model._tome.expected_tokens(num_tokens, len(model.blocks))
-    assert t.tokens[-1] < num_tokens
+    assert model.num_prefix_tokens == prefix
+    assert t.tokens_in == 16 + prefix
+    assert t.tokens == [prefix + n for n in patches_after]
+    assert model._tome.expected_tokens(16 + prefix, len(model.blocks)) == t.tokens
 
 
 @pytest.mark.parametrize("variant", sorted(TIMM_VARIANTS))
-def test_sizes_and_source_partition_inputs(variant):
+def test_sizes_and_sources_partition_the_inputs_with_prefix_tokens_alone(variant):
     model = tome.patch.timm(timm_model(variant).eval(), trace_source=True)
     model.r = 3
     with torch.no_grad(), tome.trace() as info:
@@ -98,7 +102,7 @@ def test_sizes_and_source_partition_inputs(variant):
     assert info.source[:, prefix:, :prefix].sum() == 0
 
 
-def test_torchvision_merges_and_keeps_class_token():
+def test_torchvision_model_merges_r_per_layer_and_keeps_the_class_token_alone():
     model = tome.patch.torchvision(torchvision_model().eval(), trace_source=True)
     model.r = 4
     with torch.no_grad(), tome.trace() as t:
@@ -109,7 +113,7 @@ def test_torchvision_merges_and_keeps_class_token():
     assert torch.equal(t.size, t.source.sum(-1, keepdim=True))
 
 
-def test_identical_tokens_with_proportional_attention():
+def test_two_identical_tokens_merged_to_size_2_attend_as_the_pair_only_with_prop_attn():
     """Two identical tokens merged into one of size 2 give the next attention the same output."""
     model = tome.patch.timm(timm_model("augreg").eval())
     attn = model.blocks[0].attn
@@ -197,7 +201,7 @@ def test_each_ablation_option_changes_what_the_oracle_says_it_changes():
 
 @pytest.mark.parametrize("option, value", [("mode", "mean"), ("mode", "max"), ("mode", "keep"),
                                            ("matching", "random")])
-def test_merge_modes_and_random_matching_run_end_to_end(option, value):
+def test_merge_modes_and_random_matching_give_finite_logits_end_to_end(option, value):
     model = tome.patch.timm(timm_model("augreg").eval(), **{option: value})
     model.r = 4
     with torch.no_grad():
@@ -205,7 +209,7 @@ def test_merge_modes_and_random_matching_run_end_to_end(option, value):
     assert y.shape == (2, 7) and torch.isfinite(y).all()
 
 
-def test_unpatch_restores_original():
+def test_unpatch_restores_the_original_class_and_outputs():
     model = timm_model("augreg").eval()
     x = input_for("augreg")
     with torch.no_grad():
@@ -255,7 +259,7 @@ def test_size_bias_is_taken_in_fp32_then_cast():
     (lambda: timm_model("augreg", global_pool="map"), tome.patch.timm, "attention-pooling"),
     (lambda: timm_model("augreg"), tome.patch.torchvision, "torchvision VisionTransformer, got"),
 ])
-def test_unsupported_models_fail_clearly(make, patch, match):
+def test_unsupported_models_are_refused_naming_what_is_supported(make, patch, match):
     with pytest.raises(ValueError, match=match):
         patch(make())
 
@@ -265,13 +269,13 @@ def test_unsupported_models_fail_clearly(make, patch, match):
     (dict(matching="hungarian"), "matching must be one of"), (dict(distance="l1"), "distance must be one of"),
     (dict(prop_attn="yes"), "prop_attn must be True or False"),
 ])
-def test_bad_options(kwargs, match):
+def test_bad_patch_options_are_refused_naming_the_choices(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tome.patch.timm(timm_model("augreg"), **kwargs)
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, [1, 1, 1, 1], (2, 3.0)])
-def test_bad_r_fails_when_set(bad):
+def test_bad_r_is_refused_when_assigned(bad):
     model = tome.patch.timm(timm_model("augreg"))
     with pytest.raises(ValueError):
         model.r = bad

@@ -179,7 +179,7 @@ def test_merged_outputs_match_the_paper_algorithm(family, r):
 
 
 @pytest.mark.parametrize("family, protected", [("vit", 1), ("deit", 2), ("ast", 2), ("videomae", 0)])
-def test_protected_tokens_and_source_partition(family, protected):
+def test_each_family_protects_its_prefix_tokens_and_sources_partition_the_inputs(family, protected):
     model = tome.patch.transformers(_randomise(make(family)), trace_source=True)
     model.r = 4
     with torch.no_grad(), tome.trace() as info:
@@ -197,7 +197,7 @@ def test_videomae_without_mean_pooling_protects_token_zero():
     assert model._tome.protected == 1
 
 
-def test_videomae_pool_is_size_weighted():
+def test_videomae_pool_weights_each_token_by_its_size():
     """A token of size 3 counts three times in the classifier's mean."""
     model = tome.patch.transformers(_randomise(make("videomae")))
     from tome.patch.transformers import size_weighted_mean
@@ -225,7 +225,7 @@ def test_unpatch_restores_the_original_model():
         torch.testing.assert_close(model(x).logits, ref)
 
 
-def test_patch_through_a_wrapper_module():
+def test_patching_a_wrapper_module_merges_r_per_layer_of_the_inner_model():
     class Wrapper(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -238,7 +238,8 @@ def test_patch_through_a_wrapper_module():
     with torch.no_grad(), tome.trace() as t:
         wrapper(inputs("ast"))
     assert wrapper._tome_num_layers() == 3
-    assert t.tokens == wrapper._tome.expected_tokens(2 + 5 * 9, 3)
+    # class and distillation tokens + 5 x 9 patches, r=3 in each of the 3 layers
+    assert t.tokens_in == 2 + 45 and t.tokens == [2 + 42, 2 + 39, 2 + 36]
 
 
 def test_gradients_reach_every_parameter():
@@ -268,7 +269,7 @@ def test_ast_band_merging_never_crosses_a_band(band, window):
             assert members.numel() == 0 or members.unique().numel() == 1
 
 
-def test_ast_grid_of_the_published_model():
+def test_ast_grid_of_the_published_model_is_101_by_12():
     """MIT/ast-finetuned-audioset-10-10-0.4593: 1024 frames x 128 bins, stride 10 -> 101 x 12."""
     from tome.patch.transformers import ast_grid
     config = transformers.ASTConfig(num_hidden_layers=1, hidden_size=48, num_attention_heads=3,
@@ -278,7 +279,7 @@ def test_ast_grid_of_the_published_model():
     assert model.embeddings.position_embeddings.shape[1] == 1212 + 2
 
 
-def test_unsupported_inputs_fail_clearly():
+def test_unsupported_models_options_and_outputs_are_refused_clearly():
     with pytest.raises(ValueError, match="holds none of them"):
         tome.patch.transformers(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="spectrogram model"):

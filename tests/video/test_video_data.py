@@ -36,7 +36,7 @@ def _write_video(path: Path, frames: np.ndarray) -> None:
 
 # -- lists --------------------------------------------------------------------------------------
 
-def test_list_formats(tmp_path):
+def test_video_list_reads_space_and_comma_separated_relative_and_absolute_paths(tmp_path):
     (tmp_path / "a b.mp4").touch()
     lst = tmp_path / "l.csv"
     lst.write_text(f"x/v1.mp4 3\nx/v2.mp4,0\n\n{tmp_path}/abs.mp4 , 7\na b.mp4 1\n")
@@ -47,7 +47,7 @@ def test_list_formats(tmp_path):
 
 @pytest.mark.parametrize("content,needle", [("ok.mp4 1\nnolabel\n", ":2:"), ("v.mp4 cat\n", ":1:"),
                                             ("v.mp4 -1\n", ":1:"), ("\n\n", "empty")])
-def test_list_bad_lines(tmp_path, content, needle):
+def test_bad_list_lines_are_one_line_config_errors_naming_the_line(tmp_path, content, needle):
     lst = tmp_path / "l.csv"
     lst.write_text(content)
     with pytest.raises(ConfigError, match=needle) as err:
@@ -55,7 +55,7 @@ def test_list_bad_lines(tmp_path, content, needle):
     assert str(lst) in str(err.value) and "\n" not in str(err.value)
 
 
-def test_list_missing_paths(tmp_path):
+def test_missing_list_or_root_is_a_config_error(tmp_path):
     lst = tmp_path / "l.csv"
     lst.write_text("v.mp4 1\n")
     with pytest.raises(ConfigError, match="does not exist"):
@@ -93,7 +93,7 @@ def test_clip_indices_floor_the_view_spacing():
     assert T.clip_indices(101, 8, 4, clip_idx=2, num_clips=3).tolist() == [68 + o for o in offsets]
 
 
-def test_clip_indices_short_video_and_frame_rate():
+def test_clip_indices_clamp_short_videos_follow_the_frame_rate_and_start_randomly():
     short = T.clip_indices(10, 8, 4, clip_idx=-1)
     # span 32 > 10 frames: delta 0, so linspace(0, 31, 8) clamped to the last frame 9.
     assert short.tolist() == [0, 4, 8, 9, 9, 9, 9, 9]
@@ -151,7 +151,7 @@ def test_random_erasing_one_box_through_all_frames_pixel_noise():
             T.ClipRandomErasing(**bad)
 
 
-def test_rand_augment_spec():
+def test_rand_augment_spec_is_parsed_and_bad_specs_are_refused():
     ra = T.ClipRandAugment("rand-m7-n4-mstd0.5-inc1")
     assert (ra.magnitude, ra.num_ops, ra.mstd) == (7.0, 4, 0.5)
     clip = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
@@ -206,7 +206,7 @@ def test_rand_augment_gives_every_frame_the_same_ops():
 
 # -- dataset ------------------------------------------------------------------------------------
 
-def test_train_item(demo):
+def test_train_item_is_a_float_clip_with_its_target_and_index(demo):
     root, train_csv, _ = demo
     ds = VideoClipDataset(train_csv, root, train=True, rand_augment="rand-m7-n2-mstd0.5", **SMALL)
     assert len(ds) == 8
@@ -225,7 +225,7 @@ def test_repeat_aug_stacks_independent_clips(demo):
     assert not torch.allclose(x[0], x[1]) and not torch.allclose(x[1], x[2])
 
 
-def test_eval_views(demo):
+def test_eval_views_enumerate_temporal_clips_times_spatial_crops_per_video(demo):
     root, _, val_csv = demo
     ds = VideoClipDataset(val_csv, root, train=False, num_temporal_clips=2, num_spatial_crops=3, **SMALL)
     assert len(ds) == 4 * 6
@@ -239,7 +239,7 @@ def test_eval_views(demo):
 
 
 @pytest.mark.parametrize("h,w", [(32, 64), (64, 32)])
-def test_eval_crop_positions(tmp_path, h, w):
+def test_eval_crops_cover_the_start_centre_and_end_of_the_long_side(tmp_path, h, w):
     ramp = np.linspace(0, 250, max(h, w)).astype(np.uint8)
     frame = np.zeros((h, w, 3), np.uint8)
     frame[..., 0] = ramp[None, :] if w > h else ramp[:, None]  # red grows along the long side
@@ -252,7 +252,7 @@ def test_eval_crop_positions(tmp_path, h, w):
     assert red == pytest.approx([61, 123, 186], abs=8)
 
 
-def test_corrupt_file_is_replaced(demo, tmp_path, caplog):
+def test_corrupt_file_is_replaced_by_another_video_counted_and_logged(demo, tmp_path, caplog):
     root, train_csv, _ = demo
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00not a video" * 50)
@@ -269,7 +269,7 @@ def test_corrupt_file_is_replaced(demo, tmp_path, caplog):
         assert ds[1]["skipped"] == 0
 
 
-def test_all_corrupt_raises(tmp_path):
+def test_all_files_corrupt_is_a_clear_error_after_the_retries(tmp_path):
     for i in range(2):
         (tmp_path / f"b{i}.mp4").write_bytes(b"junk")
     (tmp_path / "l.csv").write_text("b0.mp4 0\nb1.mp4 1\n")
@@ -280,7 +280,7 @@ def test_all_corrupt_raises(tmp_path):
 
 @pytest.mark.parametrize("kwargs", [dict(num_spatial_crops=2), dict(num_frames=0), dict(short_side=16),
                                     dict(repeat_aug=0), dict(scale=(0.5, 2.0)), dict(rand_augment="augmix")])
-def test_bad_settings(demo, kwargs):
+def test_bad_dataset_settings_are_config_errors(demo, kwargs):
     root, train_csv, _ = demo
     args = dict(SMALL, **kwargs)
     with pytest.raises(ConfigError):
@@ -289,7 +289,7 @@ def test_bad_settings(demo, kwargs):
 
 # -- aggregation --------------------------------------------------------------------------------
 
-def test_aggregate_views_by_hand():
+def test_aggregate_views_averages_softmax_per_video_as_worked_by_hand():
     ln2, ln3 = float(np.log(2.0)), float(np.log(3.0))
     # softmax rows: (3/4, 1/4), (2/3, 1/3), (1/2, 1/2), (1/4, 3/4), (1/2, 1/2)
     scores = torch.tensor([[ln3, 0.0], [ln2, 0.0], [0.0, 0.0], [0.0, ln3], [0.0, 0.0]])
@@ -304,7 +304,7 @@ def test_aggregate_views_by_hand():
 
 # -- demo data ----------------------------------------------------------------------------------
 
-def test_demo_deterministic_and_cli(tmp_path, demo):
+def test_demo_videos_are_deterministic_and_the_cli_writes_them(tmp_path, demo):
     root, train_csv, val_csv = demo
     assert len(train_csv.read_text().splitlines()) == 8 and len(val_csv.read_text().splitlines()) == 4
     again = tmp_path / "again"
@@ -330,7 +330,7 @@ def test_read_frames_falls_back_to_pyav(tmp_path):
     assert got[:, 1].float().mean(dim=(1, 2)).tolist() == pytest.approx([40, 200], abs=6)
 
 
-def test_hflip_off_keeps_direction(tmp_path):
+def test_hflip_off_keeps_the_left_right_direction(tmp_path):
     # With hflip=False and a full-frame crop, a left-bright clip stays left-bright every time.
     frame = np.zeros((32, 64, 3), np.uint8)
     frame[:, :32] = 220

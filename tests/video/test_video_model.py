@@ -14,7 +14,7 @@ def _eval(model):
     return model.eval()  # no dropout, so outputs compare exactly
 
 
-def test_forward_shapes_and_tokens():
+def test_video_vit_has_mae_st_shapes_and_refuses_a_wrong_input_shape():
     model = _eval(build_video_vit("micro", 5, **SMALL))
     x = torch.randn(2, 3, 4, 32, 32)
     assert isinstance(model, VisionTransformer)
@@ -28,7 +28,7 @@ def test_forward_shapes_and_tokens():
         model(torch.randn(1, 3, 6, 32, 32))
 
 
-def test_variants():
+def test_variants_have_the_published_sizes_and_bad_settings_are_refused():
     assert VARIANTS["b"] == (768, 12, 12) and VARIANTS["l"] == (1024, 24, 16)
     assert VARIANTS["h"] == (1280, 32, 16)
     model = build_video_vit("tiny", 3, num_frames=8, img_size=(32, 48), drop_path=0.1)
@@ -39,7 +39,7 @@ def test_variants():
         build_video_vit("micro", 3, num_frames=5)
 
 
-def test_token_order_time_row_col():
+def test_tokens_are_ordered_time_then_row_then_column():
     embed = PatchEmbed3D(img_size=(32, 48), patch_size=16, embed_dim=8, num_frames=4, tubelet=2)
     x = torch.randn(1, 3, 4, 32, 48)
     tokens = embed(x)
@@ -49,7 +49,7 @@ def test_token_order_time_row_col():
         torch.testing.assert_close(tokens[0, ti * h * w + r * w + c], grid[0, :, ti, r, c])
 
 
-def test_separable_pos_embed():
+def test_position_embedding_is_spatial_plus_temporal_and_class_apart():
     model = build_video_vit("micro", 2, **SMALL)
     x = torch.zeros(1, 8, 64)
     out = model._pos_embed(x)
@@ -85,7 +85,7 @@ def _save(tmp_path, sd, key="model_state", name="ckpt.pyth"):
     return path
 
 
-def test_load_reproduces_outputs(tmp_path):
+def test_mae_st_checkpoint_loads_to_identical_outputs_dropping_the_decoder(tmp_path):
     torch.manual_seed(0)
     source = _eval(build_video_vit("micro", 5, **SMALL))
     sd = _mae_st_layout(source)
@@ -101,7 +101,7 @@ def test_load_reproduces_outputs(tmp_path):
         torch.testing.assert_close(target(x), source(x))
 
 
-def test_load_slowfast_head_name_and_raw_dict(tmp_path):
+def test_raw_ddp_state_dict_with_slowfast_head_name_loads_to_identical_outputs(tmp_path):
     source = _eval(build_video_vit("micro", 5, **SMALL))
     sd = {f"module.{k}": v for k, v in _mae_st_layout(source, head_name="head.projection").items()}
     path = tmp_path / "raw.pth"
@@ -114,7 +114,7 @@ def test_load_slowfast_head_name_and_raw_dict(tmp_path):
         torch.testing.assert_close(target(x), source(x))
 
 
-def test_pos_embed_interpolation(tmp_path):
+def test_pos_embeds_are_interpolated_to_a_larger_grid(tmp_path):
     source = build_video_vit("micro", 5, **SMALL)  # grid (2, 2, 2)
     with torch.no_grad():
         source.pos_embed_spatial.fill_(0.25)
@@ -129,7 +129,7 @@ def test_pos_embed_interpolation(tmp_path):
     assert target(torch.randn(1, 3, 8, 64, 64)).shape == (1, 5)
 
 
-def test_head_mismatch_and_missing(tmp_path):
+def test_mismatched_head_is_skipped_and_an_absent_head_gets_std_2e5(tmp_path):
     source = build_video_vit("micro", 5, **SMALL)
     path = _save(tmp_path, _mae_st_layout(source))
     target = build_video_vit("micro", 7, **SMALL)
@@ -145,7 +145,7 @@ def test_head_mismatch_and_missing(tmp_path):
     assert report["head"] == "absent" and report["head_init"] == 2e-5
 
 
-def test_other_mismatches_raise(tmp_path):
+def test_width_tubelet_qkv_and_file_mismatches_are_config_errors(tmp_path):
     source = build_video_vit("micro", 5, **SMALL)
     path = _save(tmp_path, _mae_st_layout(source))
     with pytest.raises(ConfigError, match="shape"):  # width 192 vs 64
@@ -163,7 +163,7 @@ def test_other_mismatches_raise(tmp_path):
         load_mae_st_checkpoint(source, tmp_path / "junk.pyth")
 
 
-def test_pickled_namespace_loads_safely_and_depth_mismatch(tmp_path, caplog):
+def test_pickled_namespace_loads_through_the_allow_list_and_a_depth_mismatch_is_refused(tmp_path, caplog):
     import argparse
     from video.model import VideoViT
     source = _eval(build_video_vit("micro", 5, **SMALL))

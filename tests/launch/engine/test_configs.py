@@ -24,7 +24,7 @@ def _bases():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
-def test_config_validates(path):
+def test_every_shipped_config_expands_to_runs_under_its_out_dir(path):
     raw = load_yaml(path)
     if "name" not in raw:
         assert path in _bases(), f"{path} has no name and is no other config's base"

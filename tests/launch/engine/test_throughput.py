@@ -24,7 +24,7 @@ def test_rounds_time_every_step_once_in_turn_after_warmup(monkeypatch):
     assert {k: len(v) for k, v in times.items()} == {"base": 3, "r8": 3, "r16": 3}
 
 
-def test_summary_medians_quartiles_and_paired_speedups():
+def test_summary_gives_hand_worked_medians_quartiles_and_paired_speedups():
     # batch 2: per-round samples/s of "a" are 2, 1, 0.5; "b" runs 1 sample/s every round
     out = throughput.summarize({"a": [1.0, 2.0, 4.0], "b": [2.0, 2.0, 2.0]}, {"a": 2, "b": 2}, "b")
     assert out["a"]["throughput"] == 1.0

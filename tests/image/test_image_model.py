@@ -25,7 +25,7 @@ TV_TINY = dict(num_layers=2, hidden_dim=32, mlp_dim=64, num_heads=2)
     ("vit_large_patch16_224", dict(TIMM_TINY, img_size=32, global_pool="avg"), "mae", 32, 1000),
     ("torchvision:vit_b_16", dict(TV_TINY, img_size=32), "swag", 32, 1000),
 ])
-def test_builders(name, kwargs, family, size, classes):
+def test_each_builder_gives_its_family_size_and_class_count(name, kwargs, family, size, classes):
     model = build_image_model(name, **kwargs).eval()
     info = model.image_info
     assert (info["family"], info["img_size"], info["num_classes"]) == (family, size, classes)
@@ -45,7 +45,7 @@ def test_swag_weights_recorded_not_downloaded():
     assert model.image_info["weights"] == "ViT_H_14_Weights.IMAGENET1K_SWAG_E2E_V1"
 
 
-def test_build_errors():
+def test_bad_build_settings_are_config_errors():
     with pytest.raises(ConfigError, match="unknown image model 'resnet_nope'"):
         build_image_model("resnet_nope")
     with pytest.raises(ConfigError, match="unknown torchvision ViT"):
@@ -67,7 +67,7 @@ def _mae_checkpoint(path, **kwargs):
     return src
 
 
-def test_mae_checkpoint_round_trip(tmp_path):
+def test_mae_checkpoint_loads_to_identical_outputs_dropping_the_stale_norm(tmp_path):
     src = _mae_checkpoint(tmp_path / "mae.pth")
     dst = build_image_model("mae_vit_base_patch16", img_size=32, num_classes=5, checkpoint=str(tmp_path / "mae.pth"),
                             **TIMM_TINY).eval()
@@ -80,7 +80,7 @@ def test_mae_checkpoint_round_trip(tmp_path):
     assert report["head"] == "loaded" and report["head_init"] is None
 
 
-def test_deit_distilled_round_trip(tmp_path):
+def test_deit_distilled_checkpoint_loads_to_identical_outputs(tmp_path):
     src = build_image_model("deit_small_distilled_patch16_224", img_size=32, **TIMM_TINY).eval()
     torch.save({"model": src.state_dict()}, tmp_path / "deit.pth")
     dst = build_image_model("deit_small_distilled_patch16_224", img_size=32, **TIMM_TINY)
@@ -90,7 +90,7 @@ def test_deit_distilled_round_trip(tmp_path):
         assert torch.equal(src(x), dst.eval()(x))
 
 
-def test_torchvision_round_trip(tmp_path):
+def test_torchvision_checkpoint_loads_to_identical_outputs(tmp_path):
     src = build_image_model("torchvision:vit_b_16", img_size=32, num_classes=4, **TV_TINY).eval()
     torch.save(src.state_dict(), tmp_path / "swag.pth")
     dst = build_image_model("torchvision:vit_b_16", img_size=32, num_classes=4, checkpoint=str(tmp_path / "swag.pth"),
@@ -101,7 +101,7 @@ def test_torchvision_round_trip(tmp_path):
     assert dst.image_info["checkpoint"]["family"] == "torchvision"
 
 
-def test_pos_embed_resampled_and_head_skipped(tmp_path):
+def test_pos_embed_is_resampled_and_a_mismatched_head_skipped(tmp_path):
     _mae_checkpoint(tmp_path / "mae.pth")
     dst = build_image_model("mae_vit_base_patch16", img_size=48, num_classes=7, **TIMM_TINY)
     report = load_image_checkpoint(dst, tmp_path / "mae.pth")
@@ -114,7 +114,7 @@ def test_pos_embed_resampled_and_head_skipped(tmp_path):
         "encoder.pos_embedding": ((1, 5, 32), (1, 17, 32))}
 
 
-def test_checkpoint_errors(tmp_path):
+def test_checkpoint_mismatches_are_config_errors(tmp_path):
     _mae_checkpoint(tmp_path / "mae.pth")
     wide = build_image_model("mae_vit_base_patch16", img_size=32, depth=2, embed_dim=64, num_heads=2)
     with pytest.raises(ConfigError, match=r"cls_token has shape \(1, 1, 32\).*\(1, 1, 64\)"):
