@@ -60,7 +60,10 @@ def measure(models: dict, batch: int, args, device, dtype) -> dict:
     x = torch.randn(batch, *args.input_shape, device=device)
     steps = {name: make_step(model, x, args.step, dtype, device) for name, model in models.items()}
     times = time_interleaved(steps, args.runs, args.warmup, device)
-    return summarize(times, {name: batch for name in steps}, baseline="unmerged")
+    stats = summarize(times, {name: batch for name in steps}, baseline="unmerged")
+    if "merged" in times and "limit" in times:  # merged speed-up / limit speed-up, round by round
+        stats["merged"]["efficiency_per_round"] = [lim / mer for lim, mer in zip(times["limit"], times["merged"])]
+    return stats
 
 
 def search_batch(model, args, device, dtype) -> int:
@@ -157,7 +160,8 @@ def main(argv=None) -> dict:
               "speedup_quartiles": {name: [s["speedup_q1"], s["speedup_q3"]] for name, s in stats.items()},
               "gflops": gflops, "tokens_out": tokens[-1],
               "merged_over_unmerged": merged_x, "limit_over_unmerged": limit_x,
-              "efficiency": merged_x / limit_x, "torch": torch.__version__, "timm": timm.__version__}
+              "efficiency": merged_x / limit_x,
+              "efficiency_per_round": stats["merged"].get("efficiency_per_round"), "torch": torch.__version__, "timm": timm.__version__}
     unit = "samples/s" if args.step == "inference" else "train samples/s"
     print(f"{args.model} r={args.r} {args.dtype} {args.step} batch {batch} attn={args.attn} "
           f"on {result['device']}")

@@ -19,6 +19,7 @@ import torch
 
 from .distance import similarity
 from .schedule import clamp_r
+from .threads import calling_thread
 
 MERGE_MODES = ("wavg", "mean", "max", "keep")
 MATCHINGS = ("bipartite", "random")
@@ -151,8 +152,14 @@ def merge_tokens(m: Matching, x: torch.Tensor, size: Optional[torch.Tensor],
     else:
         counts = torch.ones_like(new_size).scatter_add(1, m.dst[..., None], torch.ones_like(src_size))
         weight = 1.0 / counts.gather(1, m.dst[..., None])
-    delta = weight.to(x.dtype) * (_rows(x, m.src) - _rows(out, m.dst))
-    out.scatter_add_(1, m.dst[..., None].expand(-1, -1, x.shape[-1]), delta)
+    # x_i and x_dst in one row gather (x_dst = out[dst] = x[keep[dst]]), then one row-wise add.
+    r = m.src.shape[1]
+    rows = _rows(x, torch.cat([m.src, m.keep.gather(1, m.dst)], dim=1))
+    delta = (rows[:, :r] - rows[:, r:]).mul_(weight.to(x.dtype))
+    batch, kept = out.shape[:2]
+    offsets = torch.arange(batch, device=x.device)[:, None] * kept
+    out.view(batch * kept, *out.shape[2:]).index_add_(0, (m.dst + offsets).flatten(),
+                                                     delta.view(batch * r, *out.shape[2:]))
     return out, merged_size
 
 
@@ -188,12 +195,13 @@ def merge_step(x: torch.Tensor, metric: torch.Tensor, r: int, size: Optional[tor
                mode: str = "wavg", matching: str = "bipartite", distance: str = "cosine"):
     """One layer's merge, shared by every patched block: returns (x, size, source, groups)."""
     from .matching import match  # matching.py builds on this module
-    m = match(metric, r, protected, matching, groups, distance)
-    if m is None:
-        return x, size, source, groups
-    x, size = merge_tokens(m, x, size, mode)
-    if source is not None:
-        source = merge_source(m, source, mode)
-    if groups is not None:
-        groups = merge_groups(m, groups)
+    with calling_thread(x):  # small ops: no OpenMP barriers (tome/threads.py)
+        m = match(metric, r, protected, matching, groups, distance)
+        if m is None:
+            return x, size, source, groups
+        x, size = merge_tokens(m, x, size, mode)
+        if source is not None:
+            source = merge_source(m, source, mode)
+        if groups is not None:
+            groups = merge_groups(m, groups)
     return x, size, source, groups

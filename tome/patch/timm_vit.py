@@ -13,6 +13,7 @@ from timm.models.vision_transformer import Attention, Block, VisionTransformer
 
 from ..attention import attention, pick_metric
 from ..merge import merge_step
+from ..threads import calling_thread
 from ..state import ToMeInfo, recalled, record, remember
 from .common import ScheduleProperty, init_state, run_block, run_blocks, swap_class
 
@@ -28,7 +29,10 @@ class ToMeAttentionMixin:
         # Head-averaged keys straight from the projection's layout (one cheap pass); with a
         # key norm, average the normed keys instead.
         fast_metric = metric == "k" and isinstance(self.k_norm, nn.Identity)
-        key_metric = qkv[:, :, 1].mean(dim=2) if fast_metric else None
+        key_metric = None
+        if fast_metric:
+            with calling_thread(x):  # a small op: no OpenMP barrier (tome/threads.py)
+                key_metric = qkv[:, :, 1].mean(dim=2)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         dropout_p = self.attn_drop.p if self.training else 0.0

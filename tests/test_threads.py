@@ -1,0 +1,74 @@
+"""tome.threads.calling_thread: the merge bookkeeping runs on the calling thread on the CPU, with the
+thread settings restored afterwards and other threads untouched; merging gives the same tokens."""
+import threading
+
+import pytest
+import torch
+
+import tome.threads as threads
+from tome.merge import merge_step
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _runtime_found() -> bool:
+    return threads._libs()[0] is not None
+
+
+def test_one_thread_inside_and_the_count_restored_after(two_threads):
+    if not _runtime_found():
+        pytest.skip("no OpenMP runtime found in this process: calling_thread is a no-op")
+    with threads.calling_thread(torch.zeros(1)):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError):
+        with threads.calling_thread(torch.zeros(1)):
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == 2
+
+
+def test_other_threads_keep_their_thread_count(two_threads):
+    if not _runtime_found():
+        pytest.skip("no OpenMP runtime found in this process: calling_thread is a no-op")
+    inside, seen = threading.Event(), []
+    done = threading.Event()
+
+    def other():
+        torch.set_num_threads(2)
+        inside.wait(timeout=30)
+        seen.append(torch.get_num_threads())
+        done.set()
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    with threads.calling_thread(torch.zeros(1)):
+        inside.set()
+        done.wait(timeout=30)
+    worker.join(timeout=30)
+    assert seen == [2]
+
+
+def test_no_change_off_the_cpu_or_when_disabled(two_threads, monkeypatch):
+    with threads.calling_thread(torch.zeros(1, device="meta")):
+        assert torch.get_num_threads() == 2
+    monkeypatch.setattr(threads, "ENABLED", False)
+    with threads.calling_thread(torch.zeros(1)):
+        assert torch.get_num_threads() == 2
+
+
+def test_merge_on_the_calling_thread_equals_merge_on_all_threads(two_threads, monkeypatch):
+    # Large enough that ATen splits the row gathers and reductions over both threads.
+    torch.manual_seed(0)
+    x, metric = torch.randn(3, 401, 256), torch.randn(3, 401, 64)
+    size = torch.randint(1, 6, (3, 401, 1)).float()
+    serial = merge_step(x, metric, 40, size, None, None, protected=1)
+    monkeypatch.setattr(threads, "ENABLED", False)
+    parallel = merge_step(x, metric, 40, size, None, None, protected=1)
+    torch.testing.assert_close(serial[0], parallel[0], rtol=1e-6, atol=1e-6)
+    assert torch.equal(serial[1], parallel[1])
