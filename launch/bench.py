@@ -18,101 +18,15 @@ ratios to the unmerged model.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 
 import timm
 import torch
 
-import tome
-from launch.engine import throughput
-from launch.engine.throughput import DTYPES, make_step, summarize, time_interleaved
+from launch.engine.throughput import DTYPES
+from launch.runs.benchmark import build, measure, search_batch
 from tome.attention import BACKENDS
 from tome.flops import model_gflops
-from tome.schedule import clamp_r, parse_r
-
-# Video and audio models, built by their task: video_vit_{micro,tiny,b,l,h}, audio_vit_{micro,tiny,s,b,l}
-TASK_MODELS = ("video_vit_", "audio_vit_")
-
-
-def limit_model(model: torch.nn.Module, rs) -> torch.nn.Module:
-    """A copy of an unpatched timm ViT whose block i keeps only the first tokens after attention,
-    as many as ToMe would leave: the zero-overhead limit."""
-    model = copy.deepcopy(model)
-    protected = model.num_prefix_tokens
-
-    def make_forward(blk, r):
-        def forward(x, attn_mask=None, is_causal=False):
-            x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x))))
-            x = x[:, : x.shape[1] - clamp_r(r, x.shape[1], protected)]
-            return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
-        return forward
-
-    for blk, r in zip(model.blocks, rs):
-        blk.forward = make_forward(blk, r)
-    return model
-
-
-def measure(models: dict, batch: int, args, device, dtype) -> dict:
-    """Per model: median samples/s and the median speed-up over "unmerged" within a round.
-    Rounds are interleaved (one timed call of each model per round) so that drift in the
-    machine's state hits all models alike."""
-    x = torch.randn(batch, *args.input_shape, device=device)
-    steps = {name: make_step(model, x, args.step, dtype, device) for name, model in models.items()}
-    times = time_interleaved(steps, args.runs, args.warmup, device)
-    stats = summarize(times, {name: batch for name in steps}, baseline="unmerged")
-    if "merged" in times and "limit" in times:  # merged speed-up / limit speed-up, round by round
-        stats["merged"]["efficiency_per_round"] = [lim / mer for lim, mer in zip(times["limit"], times["merged"])]
-    return stats
-
-
-def search_batch(model, args, device, dtype) -> int:
-    """The best power-of-two batch of ``model`` (launch/engine/throughput.py's protocol)."""
-    def make_run(batch):
-        return make_step(model, torch.randn(batch, *args.input_shape, device=device), args.step,
-                         dtype, device)
-    return throughput.search_batch(make_run, device, max_batch=args.max_batch)
-
-
-def _task_model(name: str):
-    """A video (``video_vit_<variant>``) or audio (``audio_vit_<variant>``) model built by its task
-    with the task's default input shape (MAE-ST 16x224 clips, Audio-MAE 1024x128 fbanks)."""
-    from types import SimpleNamespace
-
-    from launch.engine.config import ToMeConfig
-    from launch.engine.tasks import get_task
-    modality, variant = name.split("_vit_", 1)
-    task = get_task(modality)
-    cfg = SimpleNamespace(data=task.data_schema(), model=task.model_schema(variant=variant, drop_path=0.0),
-                          tome=ToMeConfig())
-    return task, cfg
-
-
-def build(args, device):
-    if args.model.startswith("hf:"):  # transformers video/audio classifiers (launch/engine/hf_bench.py)
-        from launch.engine.hf_bench import build as build_hf
-        return build_hf(args, device)
-    r = (args.r, args.inflection) if args.inflection is not None else args.r
-    if args.model.startswith(TASK_MODELS):
-        task, cfg = _task_model(args.model)
-        if args.img_size and args.model.startswith("video_"):
-            cfg.data.crop_size = args.img_size
-        cfg.tome.attn = args.attn
-        base = task.build_model(cfg).to(device)
-        merged = task.patch(copy.deepcopy(base), cfg)
-        args.input_shape = tuple(task.input_shape(cfg))
-    else:
-        kwargs = {"img_size": args.img_size} if args.img_size else {}
-        base = timm.create_model(args.model, pretrained=False, **kwargs).to(device)
-        merged = tome.patch.timm(copy.deepcopy(base), attn=args.attn)
-        size = base.patch_embed.img_size
-        args.input_shape = (3, size[0], size[1])
-    rs = parse_r(r, len(base.blocks))
-    merged.r = r
-    models = {"unmerged": base, "merged": merged, "limit": limit_model(base, rs)}
-    if args.compile:
-        models = {k: torch.compile(m) for k, m in models.items()}
-    return models, merged, rs
 
 
 def main(argv=None) -> dict:

@@ -38,7 +38,7 @@ import torch
 
 import tome
 import tome.attention
-from launch.bench import DTYPES, limit_model, make_step
+from launch.engine.throughput import DTYPES, limit_model, make_step
 from launch.engine.timing import median_seconds
 
 BACKENDS = tome.attention.BACKENDS

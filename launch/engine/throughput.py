@@ -24,6 +24,8 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from tome.schedule import clamp_r
+
 import tome
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -216,3 +218,21 @@ def measure_sweep(model, schedules: Dict[str, object], shape: tuple, batch, dtyp
         model.r = saved_r
         model.train(was_training)
     return summarize(times, batches, baseline=BASELINE)
+
+
+def limit_model(model: torch.nn.Module, rs) -> torch.nn.Module:
+    """A copy of an unpatched timm ViT whose block i keeps only the first tokens after attention,
+    as many as ToMe would leave: the zero-overhead limit."""
+    model = copy.deepcopy(model)
+    protected = model.num_prefix_tokens
+
+    def make_forward(blk, r):
+        def forward(x, attn_mask=None, is_causal=False):
+            x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x))))
+            x = x[:, : x.shape[1] - clamp_r(r, x.shape[1], protected)]
+            return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+        return forward
+
+    for blk, r in zip(model.blocks, rs):
+        blk.forward = make_forward(blk, r)
+    return model

@@ -7,6 +7,7 @@ import torch
 
 import tome
 from launch import bench
+from launch.engine.throughput import limit_model
 from tests.models import timm_model, input_for
 
 
@@ -15,7 +16,7 @@ def test_limit_model_keeps_the_merged_token_counts():
     merged = tome.patch.timm(copy.deepcopy(base))
     merged.r = 5
     rs = tome.parse_r(5, len(base.blocks))
-    limit = bench.limit_model(base, rs)
+    limit = limit_model(base, rs)
     counts = []
     hooks = [blk.mlp.register_forward_hook(lambda m, i, o: counts.append(o.shape[1]))
              for blk in limit.blocks]
