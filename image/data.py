@@ -19,7 +19,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 
 from launch.engine.data import load_with_standins
-from launch.engine.skips import skip_fields
+from launch.engine.tasks import Sample, make_sample
 from image.modes import to_rgb
 from launch.engine.errors import ConfigError
 from image.demo import CLASSES as DEMO_CLASSES  # noqa: F401  (re-exported)
@@ -70,11 +70,12 @@ def check_has_images(split_dir: str) -> None:
 
 
 class ImageFolderDataset(Dataset):
-    """root/<split>/<class>/* images as {"input", "target", "index", "skipped"} dicts.
+    """root/<split>/<class>/* images as :class:`launch.engine.tasks.Sample` dicts.
 
     A file that cannot be decoded is logged and replaced by a random other sample (up to
     max_retries times); "skipped" counts the failures behind each item so the training/eval
-    loop can sum them over workers and processes. "index" is the requested index.
+    loop can sum them over workers and processes. "index" is the requested index, "group" the
+    image actually read (the stand-in's, whose class is the target).
     """
 
     def __init__(self, root, split: str = "train", transform: Optional[Callable] = None,
@@ -103,19 +104,20 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _load(self, index: int) -> Tuple[Image.Image, int, int]:
-        """The image at index, or a random stand-in after failures; returns (image, target, skipped)."""
+    def _load(self, index: int) -> Tuple[Image.Image, int, int, list]:
+        """The image at index, or a random stand-in after failures; returns (image, target, the
+        index read, failures)."""
         # torch's RNG is seeded per sample by the engine, so stand-ins are reproducible
         image, used, failures = load_with_standins(
             lambda i: load_rgb(self.samples[i][0]), lambda i: self.samples[i][0], index,
             lambda i, attempt: int(torch.randint(len(self.samples), ()).item()),
             self.max_retries, "image", log, ConfigError)
-        return image, self.samples[used][1], failures
+        return image, self.samples[used][1], used, failures
 
-    def __getitem__(self, index: int) -> dict:
-        img, target, failures = self._load(index)
+    def __getitem__(self, index: int) -> Sample:
+        img, target, used, failures = self._load(index)
         x = self.transform(img) if self.transform is not None else TF.to_tensor(img)
-        return {"input": x, "target": target, "index": index, **skip_fields(failures)}
+        return make_sample(x, target, index, used, failures)
 
 
 def _main(argv=None) -> None:

@@ -194,9 +194,9 @@ def test_corrupt_files_are_replaced_and_counted(demo_set, tmp_path, caplog):
     torch.manual_seed(0)
     with caplog.at_level(logging.WARNING):
         item = ds[0]
-    assert item["skipped"] >= 1 and item["index"] >= 2 and item["input"].shape == (1, 32, 128)
+    assert item["skipped"] >= 1 and item["group"] >= 2 and item["input"].shape == (1, 32, 128)
     assert "garbage.wav" in caplog.text
-    assert item["target"].tolist() == ds[item["index"]]["target"].tolist()
+    assert item["target"].tolist() == ds[item["group"]]["target"].tolist()
 
     entries = [{"wav": "garbage.wav", "labels": good[0]["labels"]}] * 3
     listing.write_text(json.dumps({"data": entries}))

@@ -29,7 +29,7 @@ def test_demo_images_read_by_loader(demo_root):
     assert len(train) == 12 and len(val) == 6
     assert train.classes == val.classes == ["00_hstripes", "01_vstripes", "02_checker"]
     item = train[5]
-    assert set(item) == {"input", "target", "index", "skipped", "unreadable"}
+    assert set(item) == {"input", "target", "index", "group", "skipped", "unreadable"}
     assert item["input"].shape == (3, 32, 32) and item["input"].dtype == torch.float32
     assert item["target"] == 1 and item["index"] == 5 and item["skipped"] == 0
     with Image.open(train.samples[0][0]) as img:

@@ -230,7 +230,7 @@ def test_eval_views(demo):
     ds = VideoClipDataset(val_csv, root, train=False, num_temporal_clips=2, num_spatial_crops=3, **SMALL)
     assert len(ds) == 4 * 6
     items = [ds[i] for i in (0, 5, 6, 23)]
-    assert [it["index"] for it in items] == [0, 0, 1, 3]
+    assert [it["group"] for it in items] == [0, 0, 1, 3]
     assert all(it["input"].shape == (3, 4, 32, 32) for it in items)
     # Deterministic: the same view twice is identical.
     assert torch.equal(ds[7]["input"], ds[7]["input"])
@@ -263,7 +263,7 @@ def test_corrupt_file_is_replaced(demo, tmp_path, caplog):
         with caplog.at_level(logging.WARNING, logger="video.data"):
             caplog.clear()
             item = ds[0]
-        assert item["skipped"] == 1 and item["index"] != 0 and item["target"] != 9
+        assert item["skipped"] == 1 and item["group"] != 0 and item["target"] != 9
         assert item["input"].shape == (3, 4, 32, 32)
         assert any("broken.mp4" in r.getMessage() for r in caplog.records)
         assert ds[1]["skipped"] == 0
