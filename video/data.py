@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from launch.engine.data import load_with_standins
 from launch.engine.tasks import Sample, make_sample
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 
 from . import transforms as T
 from .decode import read_frames
@@ -203,7 +203,7 @@ def aggregate_views(scores: torch.Tensor, video_index: torch.Tensor) -> tuple[to
     ([V, K] mean probabilities, [V] video ids), videos in ascending id order.
     """
     if scores.ndim != 2 or video_index.ndim != 1 or scores.shape[0] != video_index.shape[0]:
-        raise ConfigError(f"aggregate_views needs scores [N, K] and video_index [N], got "
+        raise DataError(f"aggregate_views needs scores [N, K] and video_index [N], got "
                           f"{tuple(scores.shape)} and {tuple(video_index.shape)}")
     ids, inverse = torch.unique(video_index, sorted=True, return_inverse=True)
     probs = scores.float().softmax(dim=-1)

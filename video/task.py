@@ -80,7 +80,7 @@ class VideoTask(Task):
             raise ConfigError(f"data.root {d.root!r} is not a directory of videos")
         from video.data import load_video_list
         for _, path in required_lists(cfg, "a Kinetics CSV of 'path label' lines"):
-            load_video_list(path, d.root)  # missing file, empty list or bad line: ConfigError
+            load_video_list(path, d.root)  # missing file: ConfigError; empty list or bad line: DataError
         from launch.engine.hf_models import is_transformers_source
         if not is_transformers_source(cfg.model.checkpoint):  # a transformers model directory
             check_checkpoint(cfg.model.checkpoint, cfg, self)

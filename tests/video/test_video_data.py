@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 from video import transforms as T
 from video.decode import read_frames
 from video.data import VideoClipDataset, aggregate_views, load_video_list, main, write_demo_videos
@@ -47,10 +47,10 @@ def test_list_formats(tmp_path):
 
 @pytest.mark.parametrize("content,needle", [("ok.mp4 1\nnolabel\n", ":2:"), ("v.mp4 cat\n", ":1:"),
                                             ("v.mp4 -1\n", ":1:"), ("\n\n", "empty")])
-def test_list_bad_lines(tmp_path, content, needle):
+def test_list_bad_lines_are_one_line_data_errors(tmp_path, content, needle):
     lst = tmp_path / "l.csv"
     lst.write_text(content)
-    with pytest.raises(ConfigError, match=needle) as err:
+    with pytest.raises(DataError, match=needle) as err:
         load_video_list(lst, tmp_path)
     assert str(lst) in str(err.value) and "\n" not in str(err.value)
 
@@ -274,7 +274,7 @@ def test_all_corrupt_raises(tmp_path):
         (tmp_path / f"b{i}.mp4").write_bytes(b"junk")
     (tmp_path / "l.csv").write_text("b0.mp4 0\nb1.mp4 1\n")
     ds = VideoClipDataset(tmp_path / "l.csv", tmp_path, train=True, max_retries=3, **SMALL)
-    with pytest.raises(RuntimeError, match="4 video files in a row could not be read"):
+    with pytest.raises(DataError, match="4 video files in a row could not be read"):
         ds[0]
 
 
@@ -298,7 +298,7 @@ def test_aggregate_views_by_hand():
     assert ids.tolist() == [2, 7]
     # video 2: ((2/3 + 1/4 + 1/2) / 3, (1/3 + 3/4 + 1/2) / 3) = (17/36, 19/36); video 7: (5/8, 3/8)
     torch.testing.assert_close(probs, torch.tensor([[17 / 36, 19 / 36], [5 / 8, 3 / 8]]))
-    with pytest.raises(ConfigError):
+    with pytest.raises(DataError):
         aggregate_views(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
 
 
