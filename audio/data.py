@@ -6,7 +6,7 @@ The pieces live in small modules and are re-exported here:
 * ``audio.features`` -- ``read_audio``, ``wav_to_fbank`` (Audio-MAE's Kaldi fbank + normalisation)
 * ``audio.sampling`` -- ``class_balanced_weights`` (the engine's sampler draws with them)
 * ``audio.demo``     -- ``write_demo_audio`` (synthetic multi-label clips); CLI:
-  ``python -m audio.data demo ROOT [--classes 8 --clips 240 --seconds 2.5 --seed 0]``
+  ``python -m audio.data demo ROOT [--num-classes 8 --clips 240 --seconds 2.5 --seed 0]``
 """
 
 from __future__ import annotations
@@ -153,20 +153,20 @@ class AudioClipDataset(Dataset):
         return make_sample(self._fbank(waveform), target, index, clip, failures)
 
 
-def _main(argv=None) -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m audio.data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="write the synthetic multi-label demo set into ROOT")
     demo.add_argument("root")
-    demo.add_argument("--classes", type=int, default=8, help=f"2..{len(DEMO_CLASSES)}")
+    demo.add_argument("--num-classes", type=int, default=8, help=f"2..{len(DEMO_CLASSES)}")
     demo.add_argument("--clips", type=int, default=240, help="total clips; the last quarter is validation")
     demo.add_argument("--seconds", type=float, default=2.5)
     demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    paths = write_demo_audio(args.root, args.classes, args.clips, args.seconds, args.seed)
+    paths = write_demo_audio(args.root, args.num_classes, args.clips, args.seconds, args.seed)
     print(f"wrote {args.clips} clips in {time.perf_counter() - start:.1f}s: {', '.join(map(str, paths))}")
 
 
 if __name__ == "__main__":
-    _main()
+    main()
