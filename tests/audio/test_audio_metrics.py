@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from audio.metrics import average_precision, multilabel_metrics, roc_auc
-from launch.engine.errors import ConfigError, DataError
+from launch.engine.errors import DataError
 
 # Three classes, five clips. Worked by hand:
 #  class 0: ranking 0.9+ 0.8- 0.7+ 0.6- 0.5-      AP = 1/2*1 + 1/2*2/3 = 5/6
