@@ -6,7 +6,7 @@ The pieces live in small modules and are re-exported here:
 * ``audio.features`` -- ``read_audio``, ``wav_to_fbank`` (Audio-MAE's Kaldi fbank + normalisation)
 * ``audio.sampling`` -- ``class_balanced_weights`` (the engine's sampler draws with them)
 * ``audio.demo``     -- ``write_demo_audio`` (synthetic multi-label clips); CLI:
-  ``python -m audio.data demo ROOT [--classes 8 --clips 240 --seconds 2.5 --seed 0]``
+  ``python -m audio.data demo ROOT [--num-classes 8 --clips 240 --seconds 2.5 --seed 0]``
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torchaudio
 from torch.utils.data import Dataset
 
 from launch.engine.data import load_with_standins
-from launch.engine.skips import skip_fields
+from launch.engine.tasks import Sample, make_sample
 from launch.engine.errors import ConfigError
 
 from .demo import CLASSES as DEMO_CLASSES
@@ -40,10 +40,11 @@ log = logging.getLogger(__name__)
 class AudioClipDataset(Dataset):
     """Clips from an AudioSet CSV or Audio-MAE JSON list as normalised fbank + multi-hot target.
 
-    Item: ``{"input": (1, target_length, mel_bins) float32, "target": (num_classes,) float32,
-    "index": int, "skipped": int}``. A file that cannot be read is logged and replaced by a random
-    other clip; ``index`` is the clip actually returned and ``skipped`` how many failed before it
-    (sum it over a run to report data loss). After ``1 + max_retries`` failures in a row the item
+    Item: :class:`launch.engine.tasks.Sample` with ``"input"`` (1, target_length, mel_bins)
+    float32 and ``"target"`` (num_classes,) float32. A file that cannot be read is logged and
+    replaced by a random other clip; ``index`` is the item asked for, ``group`` the clip actually
+    returned (with wave mixup: the clip mixed into, not its partner) and ``skipped`` how many
+    failed before it (sum it over a run to report data loss). After ``1 + max_retries`` failures in a row the item
     raises, since then the list or root is wrong rather than one file.
 
     Training augmentation, as Audio-MAE's AudioSet fine-tuning (``dataset.py``):
@@ -136,9 +137,9 @@ class AudioClipDataset(Dataset):
             lambda i, attempt: int(torch.randint(0, len(self.items), ())),
             self.max_retries, "audio", log)
 
-    def __getitem__(self, index: int) -> dict:
-        waveform, index, failures = self._load(index)
-        target = self._multi_hot(index)
+    def __getitem__(self, index: int) -> Sample:
+        waveform, clip, failures = self._load(index)
+        target = self._multi_hot(clip)
         if self.wave_mixup > 0 and float(torch.rand(())) < self.wave_mixup:
             other, partner, more = self._load(int(torch.randint(0, len(self.items), ())))
             failures = failures + more
@@ -149,24 +150,23 @@ class AudioClipDataset(Dataset):
             lam = float(torch.distributions.Beta(10.0, 10.0).sample())
             waveform = lam * (waveform - waveform.mean()) + (1.0 - lam) * other
             target = lam * target + (1.0 - lam) * self._multi_hot(partner)
-        return {"input": self._fbank(waveform), "target": target, "index": index,
-                **skip_fields(failures)}
+        return make_sample(self._fbank(waveform), target, index, clip, failures)
 
 
-def _main(argv=None) -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m audio.data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="write the synthetic multi-label demo set into ROOT")
     demo.add_argument("root")
-    demo.add_argument("--classes", type=int, default=8, help=f"2..{len(DEMO_CLASSES)}")
+    demo.add_argument("--num-classes", type=int, default=8, help=f"2..{len(DEMO_CLASSES)}")
     demo.add_argument("--clips", type=int, default=240, help="total clips; the last quarter is validation")
     demo.add_argument("--seconds", type=float, default=2.5)
     demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    paths = write_demo_audio(args.root, args.classes, args.clips, args.seconds, args.seed)
+    paths = write_demo_audio(args.root, args.num_classes, args.clips, args.seconds, args.seed)
     print(f"wrote {args.clips} clips in {time.perf_counter() - start:.1f}s: {', '.join(map(str, paths))}")
 
 
 if __name__ == "__main__":
-    _main()
+    main()

@@ -26,7 +26,7 @@ import soundfile
 import torch
 import torchaudio
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 
 SAMPLE_RATE = 16000
 AUDIOSET_MEAN = -4.2677393
@@ -70,7 +70,7 @@ def wav_to_fbank(waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, target_
     if waveform.dim() == 1:
         waveform = waveform[None]
     elif waveform.dim() != 2:
-        raise ConfigError(f"waveform shape {tuple(waveform.shape)}; expected (samples,) or "
+        raise DataError(f"waveform shape {tuple(waveform.shape)}; expected (samples,) or "
                           "(channels, samples)")
     waveform = waveform.mean(dim=0, keepdim=True)  # mix to mono
     if sample_rate != SAMPLE_RATE:

@@ -35,7 +35,7 @@ import logging
 import os
 from pathlib import Path
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def read_label_csv(label_csv: str | os.PathLike) -> tuple[dict[str, int], list[s
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"index", "mid", "display_name"} <= set(reader.fieldnames):
-            raise ConfigError(f"label csv {str(path)!r} has header {reader.fieldnames}; "
+            raise DataError(f"label csv {str(path)!r} has header {reader.fieldnames}; "
                               "expected columns index,mid,display_name")
         by_index: dict[int, tuple[str, str]] = {}
         for row in reader:
@@ -62,19 +62,19 @@ def read_label_csv(label_csv: str | os.PathLike) -> tuple[dict[str, int], list[s
             try:
                 index = int(row["index"])
             except (TypeError, ValueError):
-                raise ConfigError(f"{path}:{line}: index {row['index']!r} is not an integer") from None
+                raise DataError(f"{path}:{line}: index {row['index']!r} is not an integer") from None
             mid = (row["mid"] or "").strip()
             if not mid or index in by_index or index < 0:
-                raise ConfigError(f"{path}:{line}: bad or repeated entry index={index} mid={mid!r}; "
+                raise DataError(f"{path}:{line}: bad or repeated entry index={index} mid={mid!r}; "
                                   "each row needs a unique index >= 0 and a non-empty mid")
             by_index[index] = (mid, row["display_name"] or mid)
     if not by_index:
-        raise ConfigError(f"label csv {str(path)!r} has no rows; expected one row per class")
+        raise DataError(f"label csv {str(path)!r} has no rows; expected one row per class")
     if sorted(by_index) != list(range(len(by_index))):
-        raise ConfigError(f"label csv {str(path)!r} indices are not 0..{len(by_index) - 1} without gaps")
+        raise DataError(f"label csv {str(path)!r} indices are not 0..{len(by_index) - 1} without gaps")
     mids = [by_index[i][0] for i in range(len(by_index))]
     if len(set(mids)) != len(mids):
-        raise ConfigError(f"label csv {str(path)!r} repeats a mid; each mid must map to one index")
+        raise DataError(f"label csv {str(path)!r} repeats a mid; each mid must map to one index")
     return {mid: i for i, mid in enumerate(mids)}, [by_index[i][1] for i in range(len(by_index))]
 
 
@@ -97,14 +97,14 @@ def _labels_to_indices(labels, mid_to_index: dict[str, int], where: str) -> list
     elif isinstance(labels, list) and all(isinstance(m, str) for m in labels):
         mids = [m.strip() for m in labels]
     else:
-        raise ConfigError(f"{where}: labels {labels!r} must be a 'mid1,mid2' string or a list of mids")
+        raise DataError(f"{where}: labels {labels!r} must be a 'mid1,mid2' string or a list of mids")
     mids = [m for m in mids if m]
     if not mids:
-        raise ConfigError(f"{where}: no labels; every clip needs at least one mid")
+        raise DataError(f"{where}: no labels; every clip needs at least one mid")
     indices = []
     for mid in mids:
         if mid not in mid_to_index:
-            raise ConfigError(f"{where}: unknown mid {mid!r}; valid mids are those in the label csv "
+            raise DataError(f"{where}: unknown mid {mid!r}; valid mids are those in the label csv "
                               f"(e.g. {', '.join(list(mid_to_index)[:3])})")
         indices.append(mid_to_index[mid])
     return sorted(set(indices))
@@ -133,13 +133,13 @@ def _read_segment_csv(path: Path, root: Path, mid_to_index: dict[str, int]) -> l
                 continue
             where = f"{path}:{line}"
             if len(row) != 4:
-                raise ConfigError(f"{where}: expected 4 fields 'YTID, start_seconds, end_seconds, "
+                raise DataError(f"{where}: expected 4 fields 'YTID, start_seconds, end_seconds, "
                                   f"\"mid1,mid2\"', got {len(row)}: {row!r}")
             ytid = row[0].strip()
             try:
                 start, end = float(row[1]), float(row[2])
             except ValueError:
-                raise ConfigError(f"{where}: start/end {row[1]!r}, {row[2]!r} are not numbers") from None
+                raise DataError(f"{where}: start/end {row[1]!r}, {row[2]!r} are not numbers") from None
             labels = _labels_to_indices(row[3], mid_to_index, where)
             name = next((n for n in _candidate_names(ytid, start, end) if n in on_disk), None)
             if name is None:
@@ -163,23 +163,23 @@ def _read_json_list(path: Path, root: Path | None, mid_to_index: dict[str, int])
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); expected "
+        raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); expected "
                           '{"data": [{"wav": path, "labels": "mid1,mid2"}, ...]}') from None
     entries = data.get("data") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise ConfigError(f"{path}: expected a JSON object with a 'data' list of "
+        raise DataError(f"{path}: expected a JSON object with a 'data' list of "
                           '{"wav": path, "labels": "mid1,mid2"} entries')
     base = root if root is not None else path.parent
     items: list[Item] = []
     for i, entry in enumerate(entries):
         where = f"{path}: data[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("wav"), str) or "labels" not in entry:
-            raise ConfigError(f"{where}: {entry!r} needs a 'wav' path string and 'labels'")
+            raise DataError(f"{where}: {entry!r} needs a 'wav' path string and 'labels'")
         wav = Path(entry["wav"])
         items.append((str(wav if wav.is_absolute() else base / wav),
                       _labels_to_indices(entry["labels"], mid_to_index, where)))
     if not items:
-        raise ConfigError(f"{path}: the 'data' list is empty; expected at least one clip")
+        raise DataError(f"{path}: the 'data' list is empty; expected at least one clip")
     return items
 
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import DataError
 
 
 def _as_numpy(x, name: str) -> np.ndarray:
@@ -24,7 +24,7 @@ def _as_numpy(x, name: str) -> np.ndarray:
         x = x.detach().cpu().double().numpy()
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
-        raise ConfigError(f"{name} has shape {x.shape}; expected (num_clips, num_classes)")
+        raise DataError(f"{name} has shape {x.shape}; expected (num_clips, num_classes)")
     return x
 
 
@@ -77,10 +77,10 @@ def multilabel_metrics(scores, targets) -> dict[str, float]:
     """
     scores, targets = _as_numpy(scores, "scores"), _as_numpy(targets, "targets")
     if scores.shape != targets.shape:
-        raise ConfigError(f"scores shape {scores.shape} != targets shape {targets.shape}; "
+        raise DataError(f"scores shape {scores.shape} != targets shape {targets.shape}; "
                           "both must be (num_clips, num_classes)")
     if not np.isfinite(scores).all():
-        raise ConfigError("scores hold NaN or infinite values; metrics need finite scores")
+        raise DataError("scores hold NaN or infinite values; metrics need finite scores")
     aps = [average_precision(scores[:, k], targets[:, k]) for k in range(scores.shape[1])]
     aucs = [roc_auc(scores[:, k], targets[:, k]) for k in range(scores.shape[1])]
     aps = [a for a in aps if not math.isnan(a)]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 
 
 def class_balanced_weights(items: Sequence[tuple[str, list[int]]], num_classes: int) -> torch.Tensor:
@@ -22,7 +22,7 @@ def class_balanced_weights(items: Sequence[tuple[str, list[int]]], num_classes: 
     for _, labels in items:
         for k in labels:
             if not 0 <= k < num_classes:
-                raise ConfigError(f"label index {k} outside 0..{num_classes - 1}")
+                raise DataError(f"label index {k} outside 0..{num_classes - 1}")
             counts[k] += 1
     # The 0.01 only keeps unused classes finite; scale is irrelevant to multinomial sampling.
     label_weight = 1000.0 / (counts + 0.01)

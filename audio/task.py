@@ -143,7 +143,7 @@ class AudioTask(Task):
         picture.resize((picture.width * 2, picture.height * 2), Image.NEAREST).save(path)
         return path
 
-    def metrics(self, scores, targets, index) -> dict:
+    def metrics(self, scores, targets, groups) -> dict:
         from audio.metrics import multilabel_metrics
         # Rank the fp32 logits themselves: float32 sigmoid rounds every logit above ~16.6 to 1.0,
         # tying them, and the order (all that AP / AUC use) is the same.

@@ -7,7 +7,7 @@
   MAE fine-tuning (``main_finetune.py``) starts a head the checkpoint lacks with
   ``trunc_normal_(head.weight, std=2e-5)``; other timm models keep timm's initialisation.
 - torchvision layout (``encoder.layers.*``): SWAG state dicts.
-- AugReg ``.npz`` files go through timm's own converter (``model.load_pretrained``).
+- AugReg ``.npz`` files go through timm's own converter (``image/npz.py``).
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from torch import nn
 from launch.engine.errors import ConfigError
 from launch.engine.state_dict import Family, load_checkpoint
 from launch.engine.weights import fetch
+
+from image.npz import load_npz
 
 # MAE main_finetune.py: trunc_normal_(model.head.weight, std=2e-5) after loading the encoder.
 MAE_HEAD_INIT_STD = 2e-5
@@ -89,22 +91,12 @@ def image_family(model: nn.Module) -> Family:
                   rename=_rename, resize=_resize)
 
 
-def _load_npz(model: nn.Module, path: str, check_only: bool) -> dict:
-    if not hasattr(model, "load_pretrained") or not hasattr(model, "blocks"):
-        raise ConfigError(f"{path!r} is a JAX .npz checkpoint, which only timm VisionTransformer "
-                          f"models can load; got {type(model).__name__}")
-    if not check_only:
-        model.load_pretrained(path)  # timm converts the big_vision layout and resizes pos embeds
-    return {"path": path, "family": "npz", "wrapper": "", "loaded": len(model.state_dict()), "missing": [],
-            "unexpected": [], "dropped": [], "resized": {}, "head": "loaded", "head_init": None}
-
-
 def load_image_checkpoint(model: nn.Module, source, check_only: bool = False,
                           allow_missing: bool = False) -> dict:
     """Load a checkpoint source (see `launch.engine.weights`) into a timm or torchvision ViT; the report
     is `launch.engine.state_dict.load_checkpoint`'s."""
     path = fetch(source)
     if path.endswith(".npz"):
-        return _load_npz(model, path, check_only)
+        return load_npz(model, path, check_only)
     return load_checkpoint(model, path, image_family(model), check_only=check_only,
                            allow_missing=allow_missing)

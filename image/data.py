@@ -19,11 +19,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 
 from launch.engine.data import load_with_standins
-from launch.engine.skips import skip_fields
+from launch.engine.tasks import Sample, make_sample
 from image.modes import to_rgb
 from launch.engine.errors import ConfigError
 from image.demo import CLASSES as DEMO_CLASSES  # noqa: F401  (re-exported)
-from image.demo import DEFAULT_NUM_CLASSES, demo_picture, write_demo_images  # noqa: F401
+from image.demo import DEFAULT_NUM_CLASSES, write_demo_images  # noqa: F401
 from image.transforms import FAMILIES, eval_settings, eval_transform, train_transform  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,12 @@ def check_has_images(split_dir: str) -> None:
 
 
 class ImageFolderDataset(Dataset):
-    """root/<split>/<class>/* images as {"input", "target", "index", "skipped"} dicts.
+    """root/<split>/<class>/* images as :class:`launch.engine.tasks.Sample` dicts.
 
     A file that cannot be decoded is logged and replaced by a random other sample (up to
     max_retries times); "skipped" counts the failures behind each item so the training/eval
-    loop can sum them over workers and processes. "index" is the requested index.
+    loop can sum them over workers and processes. "index" is the requested index, "group" the
+    image actually read (the stand-in's, whose class is the target).
     """
 
     def __init__(self, root, split: str = "train", transform: Optional[Callable] = None,
@@ -103,50 +104,52 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _load(self, index: int) -> Tuple[Image.Image, int, int]:
-        """The image at index, or a random stand-in after failures; returns (image, target, skipped)."""
+    def _load(self, index: int) -> Tuple[Image.Image, int, int, list]:
+        """The image at index, or a random stand-in after failures; returns (image, target, the
+        index read, failures)."""
         # torch's RNG is seeded per sample by the engine, so stand-ins are reproducible
         image, used, failures = load_with_standins(
             lambda i: load_rgb(self.samples[i][0]), lambda i: self.samples[i][0], index,
             lambda i, attempt: int(torch.randint(len(self.samples), ()).item()),
-            self.max_retries, "image", log, ConfigError)
-        return image, self.samples[used][1], failures
+            self.max_retries, "image", log)
+        return image, self.samples[used][1], used, failures
 
-    def __getitem__(self, index: int) -> dict:
-        img, target, failures = self._load(index)
+    def __getitem__(self, index: int) -> Sample:
+        img, target, used, failures = self._load(index)
         x = self.transform(img) if self.transform is not None else TF.to_tensor(img)
-        return {"input": x, "target": target, "index": index, **skip_fields(failures)}
+        return make_sample(x, target, index, used, failures)
 
 
-def _main(argv=None) -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m image.data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="write the synthetic demo dataset to ROOT")
     demo.add_argument("root")
-    demo.add_argument("--classes", type=int, default=DEFAULT_NUM_CLASSES)
+    demo.add_argument("--num-classes", type=int, default=DEFAULT_NUM_CLASSES)
     demo.add_argument("--train-per-class", type=int, default=60)
     demo.add_argument("--val-per-class", type=int, default=20)
     demo.add_argument("--size", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--format", choices=("png", "jpeg"), default="png")
-    pic = sub.add_parser("picture", help="write the ToMe visualisation demo picture to PATH")
+    pic = sub.add_parser("picture", help="write the ToMe visualisation picture (tome.vis.synthetic_picture) to PATH")
     pic.add_argument("path")
     pic.add_argument("--size", type=int, default=224)
     pic.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            root = write_demo_images(args.root, num_classes=args.classes,
+            root = write_demo_images(args.root, num_classes=args.num_classes,
                                      train_per_class=args.train_per_class,
                                      val_per_class=args.val_per_class, size=args.size,
                                      seed=args.seed, image_format=args.format)
             print(f"demo images in {root}")
         else:
-            demo_picture(args.size, args.seed).save(args.path)
+            from tome.vis import synthetic_picture
+            synthetic_picture(args.size, args.seed).save(args.path)
             print(f"demo picture at {args.path}")
-    except ConfigError as err:
+    except ValueError as err:  # ConfigError, or synthetic_picture's ValueError
         parser.exit(2, f"error: {err}\n")
 
 
 if __name__ == "__main__":
-    _main()
+    main()

@@ -170,11 +170,6 @@ def _finish(img: np.ndarray, rng: np.random.Generator, noise: float) -> Image.Im
     return _to_pil(img + noise * rng.standard_normal(img.shape, dtype=np.float32))
 
 
-def _paint(img: np.ndarray, mask: np.ndarray, fill: np.ndarray) -> np.ndarray:
-    m = mask[..., None]
-    return img * (1.0 - m) + fill * m
-
-
 def render_sample(class_name: str, size: int, rng: np.random.Generator) -> Image.Image:
     """One image of the given class: an object with random placement on a random background."""
     # The smooth background is drawn at the final size; only the object, whose edges need
@@ -254,53 +249,3 @@ def _write_images(root: Path, meta: dict, image_format: str, seed: int) -> None:
                 img = render_sample(CLASSES[c], meta["size"], rng)
                 img.save(out / f"{i:05d}.{ext}", formats[image_format],
                          **({"quality": 95} if image_format == "jpeg" else {}))
-
-
-def _house(img, n, x, ground):
-    """A square wall with a triangular roof and a door, standing on the ground line."""
-    w = 0.22 * n
-    wall = _shape_mask("square", n, x, ground - w / 2, w / math.sqrt(2), math.pi / 4)
-    img = _paint(img, wall, np.array([0.85, 0.75, 0.55], np.float32))
-    roof = Image.new("L", (n, n), 0)
-    ImageDraw.Draw(roof).polygon([(x - w * 0.65, ground - w), (x + w * 0.65, ground - w),
-                                  (x, ground - w * 1.65)], fill=255)
-    img = _paint(img, np.asarray(roof, np.float32) / 255.0, np.array([0.7, 0.15, 0.12], np.float32))
-    door = Image.new("L", (n, n), 0)
-    ImageDraw.Draw(door).rectangle((x - w * 0.12, ground - w * 0.45, x + w * 0.12, ground), fill=255)
-    return _paint(img, np.asarray(door, np.float32) / 255.0, np.array([0.35, 0.2, 0.1], np.float32))
-
-
-def _tree(img, n, x, ground):
-    trunk = Image.new("L", (n, n), 0)
-    ImageDraw.Draw(trunk).rectangle((x - 0.025 * n, ground - 0.16 * n, x + 0.025 * n, ground), fill=255)
-    img = _paint(img, np.asarray(trunk, np.float32) / 255.0, np.array([0.4, 0.25, 0.1], np.float32))
-    crown = _shape_mask("circle", n, x, ground - 0.22 * n, 0.1 * n, 0.0)
-    return _paint(img, crown, np.array([0.1, 0.45, 0.15], np.float32))
-
-
-def demo_picture(size: int = 224, seed: int = 0) -> Image.Image:
-    """A synthetic landscape (sky, grass, sun, house, tree, striped ball) for the merge visualisation.
-
-    Large uniform regions (sky, grass) should collapse into few merged groups while the objects
-    keep their own, which is easy to check by eye.
-    """
-    _check_int("size", size, 32)
-    rng = np.random.default_rng([seed, 7])
-    n = size * SUPERSAMPLE
-    yy = _grid(n)[0] / (n - 1)
-    horizon = rng.uniform(0.55, 0.65)
-    sky = np.array([0.45, 0.65, 0.95], np.float32) * (1 - 0.35 * yy[..., None]) + 0.1
-    grass = np.array([0.3, 0.6, 0.2], np.float32) * (1 - 0.3 * (yy[..., None] - horizon))
-    img = np.where(yy[..., None] < horizon, sky, grass)
-    ground = horizon * n
-    sun_x = rng.uniform(0.7, 0.85) * n
-    img = _paint(img, _shape_mask("circle", n, sun_x, 0.15 * n, 0.08 * n, 0.0),
-                 np.array([1.0, 0.85, 0.2], np.float32))
-    img = _house(img, n, rng.uniform(0.25, 0.35) * n, ground + 0.02 * n)
-    img = _tree(img, n, rng.uniform(0.6, 0.7) * n, ground + 0.03 * n)
-    ball_x, ball_y, ball_r = rng.uniform(0.4, 0.55) * n, 0.85 * n, 0.08 * n
-    stripes = _pattern("hstripes", n, rng)[..., None]
-    ball_fill = np.array([0.9, 0.1, 0.1], np.float32) * stripes + np.array([1, 1, 1], np.float32) * (1 - stripes)
-    img = _paint(img, _shape_mask("circle", n, ball_x, ball_y, ball_r, 0.0), ball_fill)
-    return _finish(_downsample(img, SUPERSAMPLE), rng, noise=0.02)
-

@@ -124,5 +124,5 @@ class ImageTask(Task):
         picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
         return path
 
-    def metrics(self, scores, targets, index) -> dict:
+    def metrics(self, scores, targets, groups) -> dict:
         return topk_accuracy(scores, targets, (1, 5))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 from launch.runs.submission import build_plan
 
 
@@ -35,6 +35,9 @@ def main(argv=None) -> int:
         run(only.cfg, args.run_dir or only.run_dir)
     except RunDirLocked as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except DataError as err:
+        print(f"data error: {err}", file=sys.stderr)
         return 2
     return 0
 

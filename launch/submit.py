@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 from launch.runs.local_jobs import LauncherStopped
 from launch.runs.submission import submit
 
@@ -40,6 +40,9 @@ def main(argv=None) -> int:
         submit(args.config, args.overrides, args.cluster, args.dry_run, not args.no_compare)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
+        return 2
+    except DataError as err:  # a data list read while preparing the runs
+        print(f"data error: {err}", file=sys.stderr)
         return 2
     except LauncherStopped as err:
         print(f"launcher: {err}", file=sys.stderr)

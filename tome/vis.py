@@ -28,7 +28,12 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def synthetic_picture(size: int = 224, seed: int = 0) -> Image.Image:
-    """A generated scene (sky, ground, a few objects) for the demo when no image is given."""
+    """The project's one generated scene: sky, ground, sun, a house and a ball, plus pixel noise
+    (``seed``), ``size`` x ``size`` RGB. Large uniform regions should collapse into few merged
+    groups while the objects keep their own. Used by ``tome.vis`` when no image is given and by
+    ``python -m image.data picture``."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
+        raise ValueError(f"size={size!r} is not valid; expected an integer >= 32")
     rng = np.random.default_rng(seed)
     img = Image.new("RGB", (size, size), (110, 160, 220))
     draw = ImageDraw.Draw(img)

@@ -13,8 +13,8 @@ import torch
 from torch.utils.data import Dataset
 
 from launch.engine.data import load_with_standins
-from launch.engine.skips import skip_fields
-from launch.engine.errors import ConfigError
+from launch.engine.tasks import Sample, make_sample
+from launch.engine.errors import ConfigError, DataError
 
 from . import transforms as T
 from .decode import read_frames
@@ -53,11 +53,13 @@ class VideoClipDataset(Dataset):
 
     ``short_side`` defaults to Kinetics' ratios of ``crop_size``: (256, 320) train / 256 eval for 224.
 
-    Items: ``{"input": float (C, T, H, W) or (k, C, T, H, W), "target": int, "index": video index,
-    "skipped": how many unreadable files were replaced before this one decoded}``. An unreadable
+    Items: :class:`launch.engine.tasks.Sample`: ``"input"`` float (C, T, H, W) or (k, C, T, H, W),
+    ``"target"`` int, ``"index"`` the item (one view of one video in evaluation), ``"group"`` the
+    video (row of the list) it was decoded from, which the task's metrics average views over,
+    ``"skipped"`` how many unreadable files were replaced before this one decoded. An unreadable
     video is logged and replaced by another (random in training, a fixed choice per view in
-    evaluation, whose own label and index are returned); after ``max_retries`` replacements fail,
-    RuntimeError.
+    evaluation, whose own label and video are returned as target and group); after
+    ``max_retries`` replacements fail, DataError.
     """
 
     def __init__(self, list_path, root, train: bool, num_frames: int = 16, sampling_rate: int = 4,
@@ -174,7 +176,7 @@ class VideoClipDataset(Dataset):
                                   spatial_idx)
         return T.normalize(clip, self.mean, self.std)
 
-    def __getitem__(self, item: int) -> dict:
+    def __getitem__(self, item: int) -> Sample:
         if not 0 <= item < len(self):
             raise IndexError(f"item {item} out of range for {len(self)} items")
         video, view = divmod(item, self.views_per_video)
@@ -191,7 +193,7 @@ class VideoClipDataset(Dataset):
         else:
             views = [self._eval_view(clips[0], spatial_idx)]
         x = views[0] if len(views) == 1 else torch.stack(views)
-        return {"input": x, "target": label, "index": video, **skip_fields(failures)}
+        return make_sample(x, label, item, video, failures)
 
 
 def aggregate_views(scores: torch.Tensor, video_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,7 +203,7 @@ def aggregate_views(scores: torch.Tensor, video_index: torch.Tensor) -> tuple[to
     ([V, K] mean probabilities, [V] video ids), videos in ascending id order.
     """
     if scores.ndim != 2 or video_index.ndim != 1 or scores.shape[0] != video_index.shape[0]:
-        raise ConfigError(f"aggregate_views needs scores [N, K] and video_index [N], got "
+        raise DataError(f"aggregate_views needs scores [N, K] and video_index [N], got "
                           f"{tuple(scores.shape)} and {tuple(video_index.shape)}")
     ids, inverse = torch.unique(video_index, sorted=True, return_inverse=True)
     probs = scores.float().softmax(dim=-1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 
 # The label is the last field, so paths may contain spaces; either separator style is accepted.
 _LINE = re.compile(r"(?P<path>.+?)[\s,]+(?P<label>[^\s,]+)")
@@ -29,10 +29,10 @@ def load_video_list(list_path, root) -> list[tuple[str, int]]:
                 continue
             m = _LINE.fullmatch(line)
             if m is None or not re.fullmatch(r"\d+", m["label"]):
-                raise ConfigError(f"{list_path}:{lineno}: {line[:80]!r} is not 'path label' with a "
+                raise DataError(f"{list_path}:{lineno}: {line[:80]!r} is not 'path label' with a "
                                   f"non-negative integer label")
             path = Path(m["path"].strip())
             videos.append((str(path if path.is_absolute() else root / path), int(m["label"])))
     if not videos:
-        raise ConfigError(f"video list {list_path} is empty; it needs at least one 'path label' line")
+        raise DataError(f"video list {list_path} is empty; it needs at least one 'path label' line")
     return videos

@@ -16,7 +16,7 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 
 # width, depth, heads. MAE-ST's ViT-H is named "patch14" in models_vit.py but is built with
 # patch_size=16 there, and the published ViT-H checkpoints are 2x16x16 tubelets, so H uses 16 too.
@@ -60,7 +60,7 @@ class PatchEmbed3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expected = (self.num_frames, *self.img_size)
         if x.ndim != 5 or tuple(x.shape[2:]) != expected:
-            raise ConfigError(f"video ViT input shape {tuple(x.shape)} must be (B, C, "
+            raise DataError(f"video ViT input shape {tuple(x.shape)} must be (B, C, "
                               f"{expected[0]}, {expected[1]}, {expected[2]})")
         return self.proj(x).flatten(2).transpose(1, 2)
 

@@ -80,7 +80,7 @@ class VideoTask(Task):
             raise ConfigError(f"data.root {d.root!r} is not a directory of videos")
         from video.data import load_video_list
         for _, path in required_lists(cfg, "a Kinetics CSV of 'path label' lines"):
-            load_video_list(path, d.root)  # missing file, empty list or bad line: ConfigError
+            load_video_list(path, d.root)  # missing file: ConfigError; empty list or bad line: DataError
         from launch.engine.hf_models import is_transformers_source
         if not is_transformers_source(cfg.model.checkpoint):  # a transformers model directory
             check_checkpoint(cfg.model.checkpoint, cfg, self)
@@ -144,12 +144,12 @@ class VideoTask(Task):
         both = [np.concatenate([f, p], axis=1) for f, p in zip(frames, painted)]
         return save_video_groups(both, path, columns=2)
 
-    def metrics(self, scores, targets, index) -> dict:
+    def metrics(self, scores, targets, groups) -> dict:
         from video.data import aggregate_views
         per_view = topk_accuracy(scores, targets, (1,))
-        video_scores, ids = aggregate_views(scores, index)
+        video_scores, ids = aggregate_views(scores, groups)  # groups: the video of each view
         # every view of a video carries the video's label; take one per video
-        labels = {int(i): int(t) for i, t in zip(index, targets)}
+        labels = {int(i): int(t) for i, t in zip(groups, targets)}
         video_targets = torch.tensor([labels[int(i)] for i in ids])
         out = topk_accuracy(video_scores, video_targets, (1, 5))
         out["view_acc1"] = per_view["acc1"]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .errors import ConfigError
+from .errors import DataError
 
 
 def _mix(*values: int) -> int:
@@ -40,7 +40,7 @@ class EpochSampler(Sampler):
             weights = torch.as_tensor(weights, dtype=torch.float64).flatten()
             if (weights.numel() != size or not torch.isfinite(weights).all() or (weights < 0).any()
                     or weights.sum() <= 0):
-                raise ConfigError(f"sampling weights must be {size} finite, non-negative numbers with a "
+                raise DataError(f"sampling weights must be {size} finite, non-negative numbers with a "
                                   f"positive sum (got {weights.numel()})")
         self.weights = weights
         total = num_samples or size
@@ -94,7 +94,7 @@ def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
 
 def load_with_standins(load: Callable[[int], object], path_of: Callable[[int], str], index: int,
                        standin: Callable[[int, int], int], max_retries: int, what: str,
-                       log: logging.Logger, error=RuntimeError):
+                       log: logging.Logger, error=DataError):
     """``load(index)``; when the file behind it cannot be read, log it and load a stand-in.
 
     ``standin(index, attempt)`` picks the next index to try. Returns ``(result, index, failures)``

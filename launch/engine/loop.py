@@ -99,19 +99,19 @@ def evaluate(model, task, cfg: Config, dataset, env, log=None) -> dict:
     model.eval()
     sampler = EpochSampler(len(dataset), env.rank, env.world_size, shuffle=False)
     loader = _loader(dataset, sampler, cfg.eval.batch_size, cfg.launch.num_workers, False)
-    scores, targets, index, skips = [], [], [], SkipCounter()
+    scores, targets, groups, skips = [], [], [], SkipCounter()
     for batch in loader:
         x = batch["input"].to(env.device)
         with _autocast(env.device, "none" if task.fp32_scores else cfg.eval.amp):
             out = model(x)
         scores.append(out.float())
         targets.append(batch["target"].to(env.device))
-        index.append(batch["index"].to(env.device))
+        groups.append(batch["group"].to(env.device))
         skips.add(batch)
     scores = distributed.gather_cat(torch.cat(scores))
     targets = distributed.gather_cat(torch.cat(targets))
-    index = distributed.gather_cat(torch.cat(index))
-    metrics = task.metrics(scores.cpu(), targets.cpu(), index.cpu())
+    groups = distributed.gather_cat(torch.cat(groups))
+    metrics = task.metrics(scores.cpu(), targets.cpu(), groups.cpu())
     metrics.update(skips.report(log and log.info, log and log.named_files))
     return metrics
 

@@ -1,19 +1,55 @@
 """What a modality plugs into the engine: a dataset, a model builder, a loss and a metric.
 
 Each modality package defines one :class:`Task` subclass in its ``task.py``; the engine, the
-launcher and the comparison tools know nothing else about images, video or audio.
+launcher and the comparison tools know nothing else about images, video or audio. Every
+modality's dataset returns :class:`Sample` dicts (build them with :func:`make_sample`).
 """
 from __future__ import annotations
 
 import importlib
-from typing import Optional
+from typing import Optional, TypedDict, Union
 
 import torch
 
 from .errors import ConfigError
+from .skips import skip_fields
 
 TASKS = {"image": "image.task:ImageTask", "video": "video.task:VideoTask",
          "audio": "audio.task:AudioTask"}
+
+
+class Sample(TypedDict):
+    """One dataset item, the same for every modality; the engine reads exactly these keys.
+
+    - ``input``: the model's input for this item (a tensor; video with ``repeat_aug=k`` stacks
+      k views, which the training step flattens).
+    - ``target``: a class id (int), or a float vector for multi-label tasks (multi-hot, or mixed
+      when the dataset mixes two items).
+    - ``index``: which dataset item this is: the position asked of ``__getitem__``, in
+      ``0..len(dataset)-1``. A stand-in for an unreadable file does not change it.
+    - ``group``: the record of the data list (image file, audio clip, video) that ``input`` and
+      ``target`` were read from; the evaluation hands it to :meth:`Task.metrics`, which groups
+      scores by it (video averages the views of one video). After a stand-in it is the
+      stand-in's record, whose target the sample carries, so every sample of one group has that
+      group's target.
+    - ``skipped``, ``unreadable``: the files passed over to build it
+      (:func:`launch.engine.skips.skip_fields`).
+    """
+    input: torch.Tensor
+    target: Union[int, torch.Tensor]
+    index: int
+    group: int
+    skipped: int
+    unreadable: str
+
+
+SAMPLE_KEYS = frozenset(Sample.__annotations__)
+
+
+def make_sample(input: torch.Tensor, target, index: int, group: int, failures: list) -> Sample:
+    """A :class:`Sample`; ``failures`` are ``load_with_standins``' ``(index, path, reason)``."""
+    return Sample(input=input, target=target, index=int(index), group=int(group),
+                  **skip_fields(failures))
 
 
 class Task:
@@ -75,8 +111,9 @@ class Task:
         """Draw one sample's merged groups (``source`` [T_out, T_in]) to ``path``; returns it."""
         raise NotImplementedError
 
-    def metrics(self, scores: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> dict:
-        """Scores/targets of the whole evaluation set (all processes gathered)."""
+    def metrics(self, scores: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor) -> dict:
+        """Scores/targets of the whole evaluation set (all processes gathered); ``groups`` holds
+        each sample's :class:`Sample` ``group``."""
         raise NotImplementedError
 
 

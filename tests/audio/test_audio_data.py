@@ -9,10 +9,10 @@ import torch
 import torchaudio
 
 from launch.engine.data import EpochSampler
-from audio.data import (AudioClipDataset, _main, class_balanced_weights,
+from audio.data import (AudioClipDataset, class_balanced_weights, main,
                         load_audio_list, read_audio, wav_to_fbank, write_demo_audio)
 from audio.features import padded_value
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 
 MEAN, STD = -4.2677393, 4.5689974
 
@@ -76,7 +76,7 @@ def test_demo_set_is_real_audio_multilabel_and_deterministic(demo_set, tmp_path)
 
 
 def test_demo_cli_writes_a_loadable_list_of_the_requested_clips(tmp_path, capsys):
-    _main(["demo", str(tmp_path), "--classes", "3", "--clips", "4", "--seconds", "0.2"])
+    main(["demo", str(tmp_path), "--num-classes", "3", "--clips", "4", "--seconds", "0.2"])
     items, k = load_audio_list(tmp_path / "train.json", tmp_path, tmp_path / "class_labels_indices.csv")
     assert k == 3 and len(items) == 3 and "wrote 4 clips" in capsys.readouterr().out
 
@@ -147,16 +147,16 @@ def test_audioset_segment_csv_finds_each_clip_naming_and_maps_mids_to_labels(dem
     assert ds[4]["target"].tolist() == [1.0, 0.0, 1.0] and ds.class_names[1] == "Dog, bark"
 
 
-@pytest.mark.parametrize("case, needle", [
-    ("missing_list", "does not exist"),
-    ("missing_root", "is not a folder"),
-    ("missing_label_csv", "no label csv"),
-    ("unknown_mid", "unknown mid '/m/zz'"),
-    ("malformed_line", ".csv:2: expected 4 fields"),
-    ("bad_json", "not valid JSON"),
-    ("bad_suffix", "valid: .csv"),
+@pytest.mark.parametrize("case, needle, error", [
+    ("missing_list", "does not exist", ConfigError),
+    ("missing_root", "is not a folder", ConfigError),
+    ("missing_label_csv", "no label csv", ConfigError),
+    ("unknown_mid", "unknown mid '/m/zz'", DataError),
+    ("malformed_line", ".csv:2: expected 4 fields", DataError),
+    ("bad_json", "not valid JSON", DataError),
+    ("bad_suffix", "valid: .csv", ConfigError),
 ])
-def test_bad_lists_raise_one_line_config_errors(tmp_path, case, needle):
+def test_bad_lists_raise_one_line_errors_config_for_paths_data_for_contents(tmp_path, case, needle, error):
     labels = _write_label_csv(tmp_path / "labels.csv")
     seg = tmp_path / "segs.csv"
     seg.write_text('# header\nabc, 0.0, 10.0, "/m/0a"\n')
@@ -176,7 +176,7 @@ def test_bad_lists_raise_one_line_config_errors(tmp_path, case, needle):
         seg.write_text('# header\nabc, 0.0, "/m/0a"\n')
     (tmp_path / "l.json").write_text("{not json")
     (tmp_path / "l.txt").write_text("x")
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(error) as err:
         load_audio_list(*args)
     assert needle in str(err.value) and "\n" not in str(err.value)
 
@@ -194,14 +194,14 @@ def test_corrupt_files_are_replaced_and_counted(demo_set, tmp_path, caplog):
     torch.manual_seed(0)
     with caplog.at_level(logging.WARNING):
         item = ds[0]
-    assert item["skipped"] >= 1 and item["index"] >= 2 and item["input"].shape == (1, 32, 128)
+    assert item["skipped"] >= 1 and item["group"] >= 2 and item["input"].shape == (1, 32, 128)
     assert "garbage.wav" in caplog.text
-    assert item["target"].tolist() == ds[item["index"]]["target"].tolist()
+    assert item["target"].tolist() == ds[item["group"]]["target"].tolist()
 
     entries = [{"wav": "garbage.wav", "labels": good[0]["labels"]}] * 3
     listing.write_text(json.dumps({"data": entries}))
     bad = AudioClipDataset(listing, tmp_path, demo_set["labels"], max_retries=2, target_length=32)
-    with pytest.raises(RuntimeError, match="3 audio files in a row could not be read"):
+    with pytest.raises(DataError, match="3 audio files in a row could not be read"):
         bad[0]
 
 
@@ -212,7 +212,7 @@ def test_class_balanced_weights_sum_inverse_class_counts_per_clip():
     w = class_balanced_weights(items, num_classes=4)
     c0, c1, c2 = 1000 / 3.01, 1000 / 2.01, 1000 / 1.01
     torch.testing.assert_close(w, torch.tensor([c0, c0, c0 + c1, c1 + c2], dtype=torch.float64))
-    with pytest.raises(ConfigError, match="label index 5"):
+    with pytest.raises(DataError, match="label index 5"):
         class_balanced_weights([("a", [5])], 4)
 
 
@@ -227,7 +227,7 @@ def test_weighted_sampler_shards_one_weighted_draw():
     assert np.bincount(whole, minlength=4)[3] / 8000 == pytest.approx(0.5, abs=0.03)
     shards[0].set_epoch(1)
     assert [i for i, _ in shards[0]] != drawn[0]
-    with pytest.raises(ConfigError, match="non-negative"):
+    with pytest.raises(DataError, match="non-negative"):
         EpochSampler(2, weights=torch.tensor([1.0, -1.0]))
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from audio.metrics import average_precision, multilabel_metrics, roc_auc
-from launch.engine.errors import ConfigError
+from launch.engine.errors import DataError
 
 # Three classes, five clips. Worked by hand:
 #  class 0: ranking 0.9+ 0.8- 0.7+ 0.6- 0.5-      AP = 1/2*1 + 1/2*2/3 = 5/6
@@ -70,9 +70,9 @@ def test_perfect_one_sided_and_malformed_inputs_give_their_defined_results():
     m = multilabel_metrics(np.array([[0.2, 0.9], [0.3, 0.1]]), np.array([[1, 1], [1, 0]]))
     assert m["mAP"] == pytest.approx(1.0) and m["mAUC"] == pytest.approx(1.0)
     assert math.isnan(multilabel_metrics(np.zeros((3, 2)), np.zeros((3, 2)))["mAP"])
-    with pytest.raises(ConfigError, match=r"scores shape \(3, 2\) != targets shape \(3, 3\)"):
+    with pytest.raises(DataError, match=r"scores shape \(3, 2\) != targets shape \(3, 3\)"):
         multilabel_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
-    with pytest.raises(ConfigError, match="NaN"):
+    with pytest.raises(DataError, match="NaN"):
         multilabel_metrics(np.full((2, 2), np.nan), np.eye(2))
 
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from image.data import (DEMO_CLASSES, FAMILIES, ImageFolderDataset, _main, demo_picture, eval_settings,
-                        eval_transform, train_transform, write_demo_images)
-from launch.engine.errors import ConfigError
+from image.data import (DEMO_CLASSES, FAMILIES, ImageFolderDataset, eval_settings, eval_transform, main,
+                        train_transform, write_demo_images)
+from launch.engine.errors import ConfigError, DataError
+from tome.vis import synthetic_picture
 
 SMALL = dict(num_classes=3, train_per_class=4, val_per_class=2, size=32)
 
@@ -29,7 +30,7 @@ def test_demo_images_are_read_by_the_loader_as_labelled_samples(demo_root):
     assert len(train) == 12 and len(val) == 6
     assert train.classes == val.classes == ["00_hstripes", "01_vstripes", "02_checker"]
     item = train[5]
-    assert set(item) == {"input", "target", "index", "skipped", "unreadable"}
+    assert set(item) == {"input", "target", "index", "group", "skipped", "unreadable"}
     assert item["input"].shape == (3, 32, 32) and item["input"].dtype == torch.float32
     assert item["target"] == 1 and item["index"] == 5 and item["skipped"] == 0
     with Image.open(train.samples[0][0]) as img:
@@ -79,7 +80,7 @@ def test_all_files_corrupt_is_a_clear_error(tmp_path):
     cls = tmp_path / "val" / "a"
     cls.mkdir(parents=True)
     (cls / "x.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    with pytest.raises(ConfigError, match="image files in a row could not be read"):
+    with pytest.raises(DataError, match="image files in a row could not be read"):
         ImageFolderDataset(tmp_path, "val", max_retries=2)[0]
 
 
@@ -111,7 +112,7 @@ def test_swag_matches_torchvision_weights_transform():
     assert ref.resize_size == [s["resize"]] and ref.crop_size == [s["img_size"]]
     assert ref.interpolation.value == s["interpolation"]
     assert tuple(ref.mean) == s["mean"] and tuple(ref.std) == s["std"]
-    img = demo_picture(size=200)
+    img = synthetic_picture(size=200)
     assert torch.allclose(ref(img), eval_transform("swag", 384)(img), atol=1e-5)
 
 
@@ -120,7 +121,7 @@ def test_augreg_matches_timm_eval_transform():
 
     cfg = dict(input_size=(3, 224, 224), interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.9)
     ref = timm.data.create_transform(**cfg)
-    img = demo_picture(size=300)
+    img = synthetic_picture(size=300)
     assert torch.allclose(ref(img), eval_transform("augreg", 224)(img), atol=1e-5)
 
 
@@ -136,21 +137,21 @@ def test_bad_eval_transform_settings_are_config_errors():
 
 def test_train_transform_gives_a_float_crop_and_refuses_unknown_rand_augment():
     tf = train_transform(32, re_prob=0.25, scale=(0.5, 1.0))
-    out = tf(demo_picture(size=64))
+    out = tf(synthetic_picture(size=64))
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
-    assert train_transform(32, rand_augment=None)(demo_picture(size=48)).shape == (3, 32, 32)
+    assert train_transform(32, rand_augment=None)(synthetic_picture(size=48)).shape == (3, 32, 32)
     with pytest.raises(ConfigError, match="rand_augment"):
         train_transform(32, rand_augment="autoaug-v9")
 
 
-def test_demo_picture_is_deterministic_and_the_cli_writes_demo_and_picture(tmp_path):
-    pic = demo_picture(size=96, seed=0)
+def test_scene_picture_is_deterministic_and_the_cli_writes_demo_data_and_picture(tmp_path):
+    pic = synthetic_picture(size=96, seed=0)
     assert pic.size == (96, 96) and pic.mode == "RGB"
-    assert pic.tobytes() == demo_picture(size=96, seed=0).tobytes()
-    _main(["demo", str(tmp_path / "cli"), "--classes", "2", "--train-per-class", "1",
+    assert pic.tobytes() == synthetic_picture(size=96, seed=0).tobytes()
+    main(["demo", str(tmp_path / "cli"), "--num-classes", "2", "--train-per-class", "1",
            "--val-per-class", "1", "--size", "32"])
     assert len(ImageFolderDataset(tmp_path / "cli", "val")) == 2
-    _main(["picture", str(tmp_path / "pic.png"), "--size", "64"])
+    main(["picture", str(tmp_path / "pic.png"), "--size", "64"])
     assert Image.open(tmp_path / "pic.png").size == (64, 64)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 from video import transforms as T
 from video.decode import read_frames
 from video.data import VideoClipDataset, aggregate_views, load_video_list, main, write_demo_videos
@@ -47,10 +47,10 @@ def test_video_list_reads_space_and_comma_separated_relative_and_absolute_paths(
 
 @pytest.mark.parametrize("content,needle", [("ok.mp4 1\nnolabel\n", ":2:"), ("v.mp4 cat\n", ":1:"),
                                             ("v.mp4 -1\n", ":1:"), ("\n\n", "empty")])
-def test_bad_list_lines_are_one_line_config_errors_naming_the_line(tmp_path, content, needle):
+def test_bad_list_lines_are_one_line_data_errors_naming_the_line(tmp_path, content, needle):
     lst = tmp_path / "l.csv"
     lst.write_text(content)
-    with pytest.raises(ConfigError, match=needle) as err:
+    with pytest.raises(DataError, match=needle) as err:
         load_video_list(lst, tmp_path)
     assert str(lst) in str(err.value) and "\n" not in str(err.value)
 
@@ -230,7 +230,7 @@ def test_eval_views_enumerate_temporal_clips_times_spatial_crops_per_video(demo)
     ds = VideoClipDataset(val_csv, root, train=False, num_temporal_clips=2, num_spatial_crops=3, **SMALL)
     assert len(ds) == 4 * 6
     items = [ds[i] for i in (0, 5, 6, 23)]
-    assert [it["index"] for it in items] == [0, 0, 1, 3]
+    assert [it["group"] for it in items] == [0, 0, 1, 3]
     assert all(it["input"].shape == (3, 4, 32, 32) for it in items)
     # Deterministic: the same view twice is identical.
     assert torch.equal(ds[7]["input"], ds[7]["input"])
@@ -263,7 +263,7 @@ def test_corrupt_file_is_replaced_by_another_video_counted_and_logged(demo, tmp_
         with caplog.at_level(logging.WARNING, logger="video.data"):
             caplog.clear()
             item = ds[0]
-        assert item["skipped"] == 1 and item["index"] != 0 and item["target"] != 9
+        assert item["skipped"] == 1 and item["group"] != 0 and item["target"] != 9
         assert item["input"].shape == (3, 4, 32, 32)
         assert any("broken.mp4" in r.getMessage() for r in caplog.records)
         assert ds[1]["skipped"] == 0
@@ -274,7 +274,7 @@ def test_all_files_corrupt_is_a_clear_error_after_the_retries(tmp_path):
         (tmp_path / f"b{i}.mp4").write_bytes(b"junk")
     (tmp_path / "l.csv").write_text("b0.mp4 0\nb1.mp4 1\n")
     ds = VideoClipDataset(tmp_path / "l.csv", tmp_path, train=True, max_retries=3, **SMALL)
-    with pytest.raises(RuntimeError, match="4 video files in a row could not be read"):
+    with pytest.raises(DataError, match="4 video files in a row could not be read"):
         ds[0]
 
 
@@ -298,7 +298,7 @@ def test_aggregate_views_averages_softmax_per_video_as_worked_by_hand():
     assert ids.tolist() == [2, 7]
     # video 2: ((2/3 + 1/4 + 1/2) / 3, (1/3 + 3/4 + 1/2) / 3) = (17/36, 19/36); video 7: (5/8, 3/8)
     torch.testing.assert_close(probs, torch.tensor([[17 / 36, 19 / 36], [5 / 8, 3 / 8]]))
-    with pytest.raises(ConfigError):
+    with pytest.raises(DataError):
         aggregate_views(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
-from launch.engine.errors import ConfigError
+from launch.engine.errors import ConfigError, DataError
 from video.model import VARIANTS, PatchEmbed3D, build_video_vit, load_mae_st_checkpoint
 
 SMALL = dict(num_frames=4, img_size=32)  # grid (2, 2, 2) with tubelet 2, patch 16
@@ -24,7 +24,7 @@ def test_video_vit_has_mae_st_shapes_and_refuses_a_wrong_input_shape():
     assert model.num_prefix_tokens == 1 and model.global_pool == "avg"
     assert isinstance(model.norm, nn.Identity) and model.fc_norm.eps == 1e-6
     assert model.head_drop.p == 0.5 and model.blocks[0].attn.qkv.bias is not None
-    with pytest.raises(ConfigError, match="input shape"):
+    with pytest.raises(DataError, match="input shape"):
         model(torch.randn(1, 3, 6, 32, 32))
 
 

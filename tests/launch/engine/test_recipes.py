@@ -306,7 +306,7 @@ def test_evaluation_autocast_follows_eval_amp_unless_the_task_needs_fp32_scores(
 
         def __getitem__(self, i):
             return {"input": torch.full((3,), float(i)), "target": torch.tensor(i % 2),
-                    "index": torch.tensor(i), "skipped": torch.tensor(0)}
+                    "index": torch.tensor(i), "group": torch.tensor(i), "skipped": torch.tensor(0)}
 
     seen = []
 
