@@ -175,8 +175,7 @@ class Training:
         self.steps_run = 0  # micro-batches run by this process since it started (test hook)
 
     def build_data(self) -> None:
-        """Datasets and the seeded, resumable sampler: the batches of every step follow from the
-        config alone, so resumed and multi-process runs see what an uninterrupted one sees."""
+        """Datasets, seeded sampler, mixup: every step's batch follows from the config, resumed or not."""
         t, cfg, env, task = self.t, self.cfg, self.env, self.task
         self.train_set = task.build_dataset(cfg, train=True)
         self.interim_cfg = task.interim_eval_config(cfg) if cfg.eval.interim_views == "single" else cfg
@@ -195,8 +194,7 @@ class Training:
                            task.num_classes(cfg), task.multilabel)
 
     def build_optimization(self) -> None:
-        """Peak lr from the effective batch, AdamW with layer-wise lr decay, the fp16 loss scaler
-        and the EMA weights: everything besides the model that a checkpoint must carry."""
+        """Peak lr, AdamW groups, fp16 scaler, EMA: the state besides the weights a checkpoint carries."""
         t, env = self.t, self.env
         self.eff_batch = batch_math.effective_batch(t, env.world_size, self.task.repeated_views(self.cfg))
         self.base_lr = batch_math.peak_lr(t, self.eff_batch)
@@ -206,8 +204,7 @@ class Training:
         self.ema = EMA(self.model, t.ema_decay) if t.ema else None
 
     def resume(self, state) -> tuple:
-        """Restore weights, optimizer, scaler and EMA from a run checkpoint (``None``: a fresh
-        start); returns the (epoch, step) to continue from."""
+        """Restore weights, optimizer, scaler, EMA from ``state`` so a restart goes on; -> (epoch, step)."""
         if state is None:
             return 0, 0
         self.model.load_state_dict(state["model"])
@@ -220,8 +217,7 @@ class Training:
         return state["epoch"], state["step"]
 
     def wrap(self) -> None:
-        """The module the steps call: DDP (gradients averaged over processes) when there are
-        several, the model itself otherwise."""
+        """The module steps call: DDP when several processes must average gradients, else the model."""
         env = self.env
         self.net = self.model
         if env.world_size > 1:
@@ -229,8 +225,7 @@ class Training:
                 self.model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
 
     def save(self, epoch: int, step: int, done: bool = False, sums=None) -> None:
-        """Atomic checkpoint, written by the main process; all processes wait for it, so none
-        runs on past a checkpoint that a preemption could still lose."""
+        """Atomic checkpoint by the main process; all wait, so none runs past a save it could lose."""
         if self.env.is_main:
             self.saver.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                              "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
@@ -240,7 +235,7 @@ class Training:
         distributed.barrier()
 
     def run(self, state, stop_after_steps=None):
-        """All epochs from the checkpoint's position; returns the evaluation weights."""
+        """The steps in order, every epoch from the checkpoint's position; -> the evaluation weights."""
         t, cfg, log, model = self.t, self.cfg, self.log, self.model
         self.build_data()
         self.build_optimization()
@@ -269,8 +264,7 @@ class Training:
         return _with_weights(model, self.ema, cfg.eval.use_ema)
 
     def train_epoch(self, epoch: int, first: int, before: dict, stop_after_steps=None) -> dict:
-        """Micro-batches ``first`` .. end of one epoch (``before``: the sums an interrupted run of
-        this epoch saved); returns the epoch's record (mean loss, last lr, seconds, skipped files)."""
+        """Steps ``first``.. of an epoch plus ``before`` (a resumed epoch's sums): its record is whole."""
         t, cfg, env, log, task = self.t, self.cfg, self.env, self.log, self.task
         net, model, optimizer, scaler, ema = self.net, self.model, self.optimizer, self.scaler, self.ema
         steps_per_epoch = self.steps_per_epoch
@@ -312,7 +306,8 @@ class Training:
                     ema.update(model)
             totals += torch.tensor([loss.item(), 1.0, float(batch["skipped"].sum())], device=env.device)
             skips.add(batch)
-            log.scalars({"train/loss": loss.item(), "train/lr": lr}, milli_epoch(epoch + (i + 1) / steps_per_epoch))
+            log.scalars({"train/loss": loss.item(), "train/lr": lr},
+                        milli_epoch(epoch + (i + 1) / steps_per_epoch))
             self.steps_run += 1
             progress.update(loss=loss.item(), lr=lr, samples=x.shape[0])
             # mid-epoch saves only between optimizer steps, never inside gradient accumulation
@@ -333,8 +328,7 @@ class Training:
         return record
 
     def evaluate_epoch(self, epoch: int) -> dict:
-        """The task's metrics after an epoch, on the (possibly EMA) weights the run would return,
-        so the log shows what the final evaluation will see; ``eval_``-prefixed record fields."""
+        """Metrics on the (EMA) weights the run would return, so each epoch shows what the end will see."""
         eval_model = _with_weights(self.model, self.ema, self.cfg.eval.use_ema)
         metrics = evaluate(eval_model, self.task, self.interim_cfg, self.val_set, self.env, self.log)
         if eval_model is not self.model:
@@ -343,8 +337,7 @@ class Training:
         return {f"eval_{k}": v for k, v in metrics.items()}
 
     def log_epoch(self, epoch: int, record: dict) -> None:
-        """The epoch's record: TensorBoard, log.jsonl (one row per epoch, replaced on resume) and
-        a one-line summary."""
+        """The epoch's record to TensorBoard, log.jsonl (resume replaces its row) and the text log."""
         log, t = self.log, self.t
         log.scalars({"train/epoch_seconds": record["epoch_seconds"],
                      "train/skipped_files": record["skipped_files"]}, milli_epoch(epoch + 1))

@@ -15,8 +15,9 @@ from .lr_schedule import half_cosine, lr_at_step, timm_epoch_cosine  # noqa: F40
 #   model.group_matcher(coarse=False) -> timm's dict of regular expressions: its ``stem`` patterns
 #       are layer 0; a pattern capturing a block index i (``^blocks\.(\d+)``) is layer i + 1; every
 #       other parameter (final norm, fc_norm, head) is layer num_layers + 1. The final norm thus
-#       sits with the head, as in MAE's ``get_layer_id_for_vit`` (timm's own layer decay puts it
-#       with the last block); this is the BEiT/MAE recipe the configs reproduce.
+#       sits with the head, as in MAE ``util/lr_decay.py`` ``get_layer_id_for_vit`` (its final
+#       ``else`` returns ``len(blocks) + 1``; timm's own layer decay puts the norm with the last
+#       block instead); this is the BEiT/MAE recipe the configs reproduce.
 # Models without these methods get them from their builders (image/model.py for torchvision ViTs,
 # launch/engine/hf_models.py for transformers classifiers); a model without ``group_matcher``
 # has no layer map: every parameter is in the head group (lr scale 1, no layer-wise decay).
