@@ -9,6 +9,7 @@ and the checkpoint load report); `family` names the matching `image.transforms.e
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 from torch import nn
@@ -91,9 +92,28 @@ def _default_swag_size(arch: str) -> int:
     return e2e[0].meta["min_size"][0] if e2e else 224
 
 
-def _build_torchvision(name, num_classes, img_size, drop_path, overrides):
+@functools.lru_cache(maxsize=None)  # one class, built on first use (torchvision imports lazily)
+def _torchvision_vit_class():
+    """torchvision's ``VisionTransformer`` with the two optimizer hooks timm models answer
+    (``launch/engine/optim.py`` reads them), under torchvision's own parameter names."""
     from torchvision.models.vision_transformer import VisionTransformer
 
+    class TorchvisionViT(VisionTransformer):
+        def no_weight_decay(self) -> set:
+            """The class token and position table (1-d parameters and biases go without decay anyway)."""
+            return {"class_token", "encoder.pos_embedding"}
+
+        def group_matcher(self, coarse: bool = False) -> dict:
+            """Layer 0: class token, patch projection, position table; layer i + 1: encoder
+            block i; the final LayerNorm ``encoder.ln`` and the head: the top layer."""
+            return dict(stem=r"^class_token|conv_proj|encoder\.pos_embedding",
+                        blocks=[(r"^encoder\.layers\.encoder_layer_(\d+)\.", None),
+                                (r"^encoder\.ln\.", (99999,))])
+
+    return TorchvisionViT
+
+
+def _build_torchvision(name, num_classes, img_size, drop_path, overrides):
     arch = name[len(TORCHVISION_PREFIX):]
     if arch not in TORCHVISION_ARCHS:
         raise ConfigError(f"unknown torchvision ViT {name!r}; expected one of "
@@ -108,7 +128,7 @@ def _build_torchvision(name, num_classes, img_size, drop_path, overrides):
     if kwargs["image_size"] % kwargs["patch_size"]:
         raise ConfigError(f"img_size={kwargs['image_size']} is not valid for {name}; expected a "
                           f"multiple of the patch size {kwargs['patch_size']}")
-    model = VisionTransformer(**kwargs)
+    model = _torchvision_vit_class()(**kwargs)
     weights = swag_weights(arch, img_size)
     info = {"family": "swag", "img_size": img_size,
             "weights": f"{enum_name}.{weights.name}" if weights else None,

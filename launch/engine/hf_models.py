@@ -53,6 +53,16 @@ class TransformersClassifier(torch.nn.Module):
     def num_classes(self) -> int:
         return self.net.config.num_labels
 
+    def no_weight_decay(self) -> set:
+        """Optimizer hook (launch/engine/optim.py): the class token trains without weight decay.
+
+        No ``group_matcher``: every parameter sits in the top layer group (lr scale 1, no
+        layer-wise decay), and position embeddings and AST's distillation token keep weight decay.
+        These are the groups the engine has always given these models; the configs only evaluate
+        them (``train.epochs: 0``), so fine-tuning one with layer decay needs a block map first.
+        """
+        return {name for name, _ in self.named_parameters() if name.rsplit(".", 1)[-1] == "cls_token"}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.layout == "video":
             x = x.transpose(1, 2)

@@ -154,80 +154,142 @@ def epoch_sums(state, start_step: int) -> dict:
 def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=None,
           stopper: GracefulStop = None):
     """Fine-tune with merging at ``tome.r``; returns the (possibly EMA) evaluation weights."""
-    t = cfg.train
-    train_set = task.build_dataset(cfg, train=True)
-    interim_cfg = task.interim_eval_config(cfg) if cfg.eval.interim_views == "single" else cfg
-    val_set = task.build_dataset(interim_cfg, train=False)  # between epochs; the sweep uses cfg
-    weights, epoch_samples = task.train_sampling(train_set, cfg)
-    sampler = train_sampler(len(train_set), env.rank, env.world_size, t.seed, weights,
-                            epoch_samples, task.sampler_repeats(cfg))
-    steps_per_epoch = len(sampler) // t.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"train.batch_size {t.batch_size} x {env.world_size} processes exceeds the "
-                         f"{len(train_set)} training samples")
-    eff_batch = batch_math.effective_batch(t, env.world_size, task.repeated_views(cfg))
-    base_lr = batch_math.peak_lr(t, eff_batch)
-    optimizer = build_optimizer(model, t, _num_layers(model), base_lr)
-    scaler = torch.amp.GradScaler(env.device.type, enabled=t.amp == "fp16" and env.device.type == "cuda")
-    ema = EMA(model, t.ema_decay) if t.ema else None
-    start_epoch, start_step = 0, 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    return Training(model, task, cfg, env, log, stopper).run(state, stop_after_steps)
+
+
+def milli_epoch(epoch_float: float) -> int:
+    """TensorBoard's step for a point in training: the fractional epoch x 1000, truncated.
+
+    TensorBoard steps are integers. Counting in thousandths of an epoch puts the per-step train
+    scalars (at ``epoch + steps_done / steps_per_epoch``) and the per-epoch ones (at ``epoch + 1``)
+    on one axis, and runs with different batch sizes (different steps per epoch) line up by epoch.
+    """
+    return int(epoch_float * 1000)
+
+
+class Training:
+    """One fine-tuning run, in named steps: build the data, build the optimization, resume, wrap
+    for DDP, then per epoch train, evaluate (when due), log and save."""
+
+    def __init__(self, model, task, cfg: Config, env, log: RunLog, stopper: GracefulStop = None):
+        self.model, self.task, self.cfg, self.env, self.log = model, task, cfg, env, log
+        self.t = cfg.train
+        self.stopper = stopper or GracefulStop()
+        self.steps_run = 0  # micro-batches run by this process since it started (test hook)
+
+    def build_data(self) -> None:
+        """Datasets, seeded sampler, mixup: every step's batch follows from the config, resumed or not."""
+        t, cfg, env, task = self.t, self.cfg, self.env, self.task
+        self.train_set = task.build_dataset(cfg, train=True)
+        self.interim_cfg = task.interim_eval_config(cfg) if cfg.eval.interim_views == "single" else cfg
+        # between epochs; the final sweep (evaluate_sweep) uses cfg
+        self.val_set = task.build_dataset(self.interim_cfg, train=False)
+        weights, epoch_samples = task.train_sampling(self.train_set, cfg)
+        self.sampler = train_sampler(len(self.train_set), env.rank, env.world_size, t.seed, weights,
+                                     epoch_samples, task.sampler_repeats(cfg))
+        self.steps_per_epoch = len(self.sampler) // t.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"train.batch_size {t.batch_size} x {env.world_size} processes exceeds "
+                             f"the {len(self.train_set)} training samples")
+        self.sample_dims = len(task.input_shape(cfg))
+        # stateless between steps: each step hands it a generator seeded for that step
+        self.mixup = Mixup(t.mixup, t.cutmix, t.mixup_prob, t.mixup_switch_prob, t.label_smoothing,
+                           task.num_classes(cfg), task.multilabel)
+
+    def build_optimization(self) -> None:
+        """Peak lr, AdamW groups, fp16 scaler, EMA: the state besides the weights a checkpoint carries."""
+        t, env = self.t, self.env
+        self.eff_batch = batch_math.effective_batch(t, env.world_size, self.task.repeated_views(self.cfg))
+        self.base_lr = batch_math.peak_lr(t, self.eff_batch)
+        self.optimizer = build_optimizer(self.model, t, _num_layers(self.model), self.base_lr)
+        self.scaler = torch.amp.GradScaler(env.device.type,
+                                           enabled=t.amp == "fp16" and env.device.type == "cuda")
+        self.ema = EMA(self.model, t.ema_decay) if t.ema else None
+
+    def resume(self, state) -> tuple:
+        """Restore weights, optimizer, scaler, EMA from ``state`` so a restart goes on; -> (epoch, step)."""
+        if state is None:
+            return 0, 0
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        if ema is not None and state.get("ema"):
-            ema.shadow = {k: v.to(env.device) for k, v in state["ema"].items()}
-        start_epoch, start_step = state["epoch"], state["step"]
-        log.info(f"resumed from epoch {start_epoch} step {start_step}")
-    # A mid-epoch checkpoint carries the interrupted epoch's sums so far (all processes summed):
-    # the resumed epoch's record then covers the whole epoch, time and loss alike.
-    before = epoch_sums(state, start_step)
-    net = model
-    if env.world_size > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
-    sample_dims = len(task.input_shape(cfg))
-    model.r = model_r(cfg.tome, cfg.tome.r)
-    log.info(f"training {t.epochs} epochs x {steps_per_epoch} steps, lr {base_lr:.3g}, "
-             f"effective batch {eff_batch}, r={model.r}")
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.shadow = {k: v.to(self.env.device) for k, v in state["ema"].items()}
+        self.log.info(f"resumed from epoch {state['epoch']} step {state['step']}")
+        return state["epoch"], state["step"]
 
-    saver = ckpt.Saver(log.run_dir, log.info)
-    stopper = stopper or GracefulStop()
+    def wrap(self) -> None:
+        """The module steps call: DDP when several processes must average gradients, else the model."""
+        env = self.env
+        self.net = self.model
+        if env.world_size > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
 
-    def save(epoch, step, done=False, sums=None):
-        if env.is_main:
-            saver.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                        "ema": ema.shadow if ema is not None else {}, "epoch": epoch,
-                        "step": step, "train_done": done, "config": cfg.to_dict(),
-                        "epoch_sums": {} if sums is None else sums}, final=done)
+    def save(self, epoch: int, step: int, done: bool = False, sums=None) -> None:
+        """Atomic checkpoint by the main process; all wait, so none runs past a save it could lose."""
+        if self.env.is_main:
+            self.saver.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                             "ema": self.ema.shadow if self.ema is not None else {}, "epoch": epoch,
+                             "step": step, "train_done": done, "config": self.cfg.to_dict(),
+                             "epoch_sums": {} if sums is None else sums}, final=done)
         distributed.barrier()
 
-    steps_run = 0
-    for epoch in range(start_epoch, t.epochs):
-        first = start_step if epoch == start_epoch else 0
-        sampler.set_epoch(epoch, first * t.batch_size)
-        loader = _loader(train_set, sampler, t.batch_size, cfg.launch.num_workers, True)
+    def run(self, state, stop_after_steps=None):
+        """The steps in order, every epoch from the checkpoint's position; -> the evaluation weights."""
+        t, cfg, log, model = self.t, self.cfg, self.log, self.model
+        self.build_data()
+        self.build_optimization()
+        start_epoch, start_step = self.resume(state)
+        # A mid-epoch checkpoint carries the interrupted epoch's sums so far (all processes summed):
+        # the resumed epoch's record then covers the whole epoch, time and loss alike.
+        before = epoch_sums(state, start_step)
+        self.wrap()
+        model.r = model_r(cfg.tome, cfg.tome.r)
+        log.info(f"training {t.epochs} epochs x {self.steps_per_epoch} steps, lr {self.base_lr:.3g}, "
+                 f"effective batch {self.eff_batch}, r={model.r}")
+        self.saver = ckpt.Saver(log.run_dir, log.info)
+        for epoch in range(start_epoch, t.epochs):
+            first = start_step if epoch == start_epoch else 0
+            record = self.train_epoch(epoch, first, before if epoch == start_epoch else {},
+                                      stop_after_steps)
+            done = epoch + 1 == t.epochs
+            if (t.eval_every and (epoch + 1) % t.eval_every == 0) or done:
+                record.update(self.evaluate_epoch(epoch))
+            self.log_epoch(epoch, record)
+            self.save(epoch + 1, 0, done)
+            if not done and self.stopper.agreed(self.env.world_size, self.env.device):
+                raise self.stopper.stop(f"after epoch {epoch + 1}, checkpoint saved")
+        if self.env.world_size > 1:
+            del self.net
+        return _with_weights(model, self.ema, cfg.eval.use_ema)
+
+    def train_epoch(self, epoch: int, first: int, before: dict, stop_after_steps=None) -> dict:
+        """Steps ``first``.. of an epoch plus ``before`` (a resumed epoch's sums): its record is whole."""
+        t, cfg, env, log, task = self.t, self.cfg, self.env, self.log, self.task
+        net, model, optimizer, scaler, ema = self.net, self.model, self.optimizer, self.scaler, self.ema
+        steps_per_epoch = self.steps_per_epoch
+        self.sampler.set_epoch(epoch, first * t.batch_size)
+        loader = _loader(self.train_set, self.sampler, t.batch_size, cfg.launch.num_workers, True)
         net.train()
         totals = torch.zeros(3, device=env.device)  # loss sum, steps, skipped files
         prior_seconds = 0.0
-        if epoch == start_epoch and before and env.is_main:  # added once, on one process
+        if before and env.is_main:  # added once, on one process
             totals += torch.tensor(before["totals"], device=env.device)
             prior_seconds = before["seconds"]
         skips = SkipCounter()
         epoch_start = time.time()
         progress = log.progress(f"epoch {epoch + 1}/{t.epochs}", steps_per_epoch, first)
         for i, batch in enumerate(loader, start=first):
-            torch.manual_seed(step_seed(t.seed, epoch, i, env.rank))
-            mixup = Mixup(t.mixup, t.cutmix, t.mixup_prob, t.mixup_switch_prob, t.label_smoothing,
-                          task.num_classes(cfg), task.multilabel,
-                          np.random.default_rng(step_seed(t.seed, epoch, i, env.rank)))
-            lr = lr_at_step(t, epoch, i, steps_per_epoch, base_lr)
+            seed = step_seed(t.seed, epoch, i, env.rank)
+            torch.manual_seed(seed)
+            lr = lr_at_step(t, epoch, i, steps_per_epoch, self.base_lr)
             set_lr(optimizer, lr)
             x, y = _flatten_views(batch["input"].to(env.device), batch["target"].to(env.device),
-                                  sample_dims)
-            x, soft = mixup(x, y)
+                                  self.sample_dims)
+            x, soft = self.mixup(x, y, np.random.default_rng(seed))
             last_micro = (i + 1) % t.accum_steps == 0 or i + 1 == steps_per_epoch
             sync = contextlib.nullcontext() if last_micro or env.world_size == 1 else net.no_sync()
             with sync:
@@ -247,45 +309,45 @@ def train(model, task, cfg: Config, env, log: RunLog, state, stop_after_steps=No
                     ema.update(model)
             totals += torch.tensor([loss.item(), 1.0, float(batch["skipped"].sum())], device=env.device)
             skips.add(batch)
-            step_1000x = int((epoch + (i + 1) / steps_per_epoch) * 1000)
-            log.scalars({"train/loss": loss.item(), "train/lr": lr}, step_1000x)
-            steps_run += 1
+            log.scalars({"train/loss": loss.item(), "train/lr": lr},
+                        milli_epoch(epoch + (i + 1) / steps_per_epoch))
+            self.steps_run += 1
             progress.update(loss=loss.item(), lr=lr, samples=x.shape[0])
             # mid-epoch saves only between optimizer steps, never inside gradient accumulation
             if (t.checkpoint_every and (i + 1) % t.checkpoint_every == 0 and last_micro
                     and i + 1 < steps_per_epoch):
-                save(epoch, i + 1, sums=partial_sums(totals, prior_seconds + time.time() - epoch_start))
-            if stop_after_steps is not None and steps_run >= stop_after_steps:
-                raise Interrupted(f"stopped after {steps_run} steps (test hook)")
-            if last_micro and i + 1 < steps_per_epoch and stopper.agreed(env.world_size, env.device):
-                save(epoch, i + 1, sums=partial_sums(totals, prior_seconds + time.time() - epoch_start))
-                raise stopper.stop(f"at epoch {epoch + 1} step {i + 1}, checkpoint saved")
+                self.save(epoch, i + 1, sums=partial_sums(totals, prior_seconds + time.time() - epoch_start))
+            if stop_after_steps is not None and self.steps_run >= stop_after_steps:
+                raise Interrupted(f"stopped after {self.steps_run} steps (test hook)")
+            if last_micro and i + 1 < steps_per_epoch and self.stopper.agreed(env.world_size, env.device):
+                self.save(epoch, i + 1, sums=partial_sums(totals, prior_seconds + time.time() - epoch_start))
+                raise self.stopper.stop(f"at epoch {epoch + 1} step {i + 1}, checkpoint saved")
         progress.close()
         distributed.all_reduce_sum(totals)
         seconds = prior_seconds + time.time() - epoch_start
         record = {"epoch": epoch + 1, "train_loss": (totals[0] / totals[1]).item(), "lr": lr,
                   "epoch_seconds": seconds, "skipped_files": int(totals[2].item()), "r": cfg.tome.r}
         record.update(skips.report(log.info, log.named_files))
-        done = epoch + 1 == t.epochs
-        if (t.eval_every and (epoch + 1) % t.eval_every == 0) or done:
-            eval_model = _with_weights(model, ema, cfg.eval.use_ema)
-            metrics = evaluate(eval_model, task, interim_cfg, val_set, env, log)
-            if eval_model is not model:
-                del eval_model
-            record.update({f"eval_{k}": v for k, v in metrics.items()})
-            log.scalars({f"eval/{k}": v for k, v in metrics.items()}, (epoch + 1) * 1000)
-        log.scalars({"train/epoch_seconds": seconds, "train/skipped_files": record["skipped_files"]},
-                    (epoch + 1) * 1000)
+        return record
+
+    def evaluate_epoch(self, epoch: int) -> dict:
+        """Metrics on the (EMA) weights the run would return, so each epoch shows what the end will see."""
+        eval_model = _with_weights(self.model, self.ema, self.cfg.eval.use_ema)
+        metrics = evaluate(eval_model, self.task, self.interim_cfg, self.val_set, self.env, self.log)
+        if eval_model is not self.model:
+            del eval_model
+        self.log.scalars({f"eval/{k}": v for k, v in metrics.items()}, milli_epoch(epoch + 1))
+        return {f"eval_{k}": v for k, v in metrics.items()}
+
+    def log_epoch(self, epoch: int, record: dict) -> None:
+        """The epoch's record to TensorBoard, log.jsonl (resume replaces its row) and the text log."""
+        log, t = self.log, self.t
+        log.scalars({"train/epoch_seconds": record["epoch_seconds"],
+                     "train/skipped_files": record["skipped_files"]}, milli_epoch(epoch + 1))
         log.jsonl("log.jsonl", record, key=("epoch",))
         log.info(f"epoch {epoch + 1}/{t.epochs} " + fmt(record, ["train_loss", "lr", "epoch_seconds",
-                                                                f"eval_{task.primary_metric}",
+                                                                f"eval_{self.task.primary_metric}",
                                                                 "skipped_files"]))
-        save(epoch + 1, 0, done)
-        if not done and stopper.agreed(env.world_size, env.device):
-            raise stopper.stop(f"after epoch {epoch + 1}, checkpoint saved")
-    if env.world_size > 1:
-        del net
-    return _with_weights(model, ema, cfg.eval.use_ema)
 
 
 def _with_weights(model, ema, use_ema: bool):

@@ -2,36 +2,75 @@
 half-cosine with warm-up, and DeiT's per-epoch timm cosine (``train.lr_schedule``)."""
 from __future__ import annotations
 
+import re
+
 import torch
 
 from .lr_schedule import half_cosine, lr_at_step, timm_epoch_cosine  # noqa: F401  (the options)
 
-# Parameters of these names (and every 1-d tensor: biases, norms) get no weight decay.
-NO_DECAY = ("cls_token", "dist_token", "reg_token", "pos_embed", "pos_embed_spatial",
-            "pos_embed_temporal", "pos_embed_class", "class_token", "pos_embedding")
+# How the optimizer groups ask the model (the hooks timm models already answer):
+#   model.no_weight_decay() -> parameter names trained without weight decay (position embeddings,
+#       class tokens). Every 1-d parameter (norm scales) and every bias goes without decay too, as
+#       in MAE ``util/lr_decay.py`` ``param_groups_lrd``.
+#   model.group_matcher(coarse=False) -> timm's dict of regular expressions: its ``stem`` patterns
+#       are layer 0; a pattern capturing a block index i (``^blocks\.(\d+)``) is layer i + 1; every
+#       other parameter (final norm, fc_norm, head) is layer num_layers + 1. The final norm thus
+#       sits with the head, as in MAE ``util/lr_decay.py`` ``get_layer_id_for_vit`` (its final
+#       ``else`` returns ``len(blocks) + 1``; timm's own layer decay puts the norm with the last
+#       block instead); this is the BEiT/MAE recipe the configs reproduce.
+# Models without these methods get them from their builders (image/model.py for torchvision ViTs,
+# launch/engine/hf_models.py for transformers classifiers); a model without ``group_matcher``
+# has no layer map: every parameter is in the head group (lr scale 1, no layer-wise decay).
 
 
-def layer_id(name: str, num_layers: int) -> int:
-    """0 for embeddings, i + 1 for block i, num_layers + 1 for the head and final norms."""
-    stem = name.split(".")[0]
-    if stem in NO_DECAY or stem in ("patch_embed", "conv_proj"):
-        return 0
-    for prefix in ("blocks.", "encoder.layers.encoder_layer_"):
-        if name.startswith(prefix):
-            return int(name[len(prefix):].split(".")[0].split("_")[-1]) + 1
-    if name.startswith("encoder.pos_embedding"):
-        return 0
-    return num_layers + 1
+def no_decay_names(model: torch.nn.Module) -> set:
+    """The names ``model.no_weight_decay()`` answers (none when the model lacks the method)."""
+    hook = getattr(model, "no_weight_decay", None)
+    return set(hook()) if callable(hook) else set()
+
+
+def _compiled_matcher(model: torch.nn.Module) -> list:
+    """``[(regex, is_stem), ...]`` in the order timm tries them, from ``model.group_matcher()``."""
+    hook = getattr(model, "group_matcher", None)
+    if not callable(hook):
+        return []
+    compiled = []
+    for group, spec in hook(coarse=False).items():
+        if spec is None:
+            continue
+        specs = [s[0] for s in spec] if isinstance(spec, (list, tuple)) else [spec]
+        compiled += [(re.compile(pattern), group == "stem") for pattern in specs]
+    return compiled
+
+
+def layer_ids(model: torch.nn.Module, num_layers: int) -> dict:
+    """Parameter name -> layer id: 0 for embeddings, i + 1 for block i, num_layers + 1 for the rest."""
+    matcher = _compiled_matcher(model)
+    ids = {}
+    for name, _ in model.named_parameters():
+        ids[name] = num_layers + 1
+        for pattern, is_stem in matcher:
+            found = pattern.match(name)
+            if found:
+                if is_stem:
+                    ids[name] = 0
+                elif found.groups() and found.group(1) is not None:
+                    ids[name] = int(found.group(1)) + 1
+                break
+    return ids
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, layer_decay: float, num_layers: int):
+    """AdamW groups, one per (layer id, decay?), ordered by layer then no-decay before decay; each
+    carries its ``lr_scale`` = ``layer_decay ** (num_layers + 1 - layer id)`` and its ``names``."""
+    skip_decay = no_decay_names(model)
+    ids = layer_ids(model, num_layers)
     groups: dict = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        decay = not (param.ndim == 1 or name.split(".")[-1] in NO_DECAY or
-                     name.split(".")[0] in NO_DECAY or name.endswith(".bias"))
-        lid = layer_id(name, num_layers)
+        decay = not (param.ndim == 1 or name.endswith(".bias") or name in skip_decay)
+        lid = ids[name]
         key = (lid, decay)
         if key not in groups:
             groups[key] = {"params": [], "weight_decay": weight_decay if decay else 0.0,
