@@ -1,7 +1,7 @@
 """Run one config in this process: plain python, or under torchrun for several GPUs.
 
     python launch/run.py image/configs/demo.yaml --run-dir runs/try train.epochs=1
-    torchrun --nproc_per_node 8 launch/run.py image/configs/deit_s_tome.yaml --run-dir runs/deit_s
+    torchrun --nproc_per_node 8 launch/run.py image/configs/deit_s16_tome.yaml --run-dir runs/deit_s
 
 Configs with stages or sweeps need launch/submit.py, which expands them into runs.
 """

@@ -1,4 +1,4 @@
-"""Helpers and fixtures shared by the tests split out of tests/launch/test_robust.py."""
+"""Helpers and fixtures the fault tests share: a tiny filesystem, waiting, JSONL reading."""
 """Faults of long runs, created for real: two writers, a full disk, a truncated checkpoint, a
 signal to the launcher, odd image modes, bad videos, and mistakes caught at submission."""
 import json

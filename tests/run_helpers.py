@@ -1,4 +1,4 @@
-"""Helpers and fixtures shared by the tests split out of tests/launch/test_launch.py."""
+"""Helpers the run tests share (tests/launch/engine/test_loop.py, tests/launch/test_submit_runs.py, ...)."""
 import os
 
 import torch

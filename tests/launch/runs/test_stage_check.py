@@ -27,7 +27,7 @@ def _plan(tmp_path, reader: str = "", sweep: str = ""):
 
 
 def tiny_vit_state(dim: int = 32, depth: int = 2, classes: int = 2, mlp: int = 128) -> dict:
-    """The state dict of test_launch's tiny ViT (16 px, patch 8, MAE pooling), written out by
+    """The state dict of the tiny ViT of tests/tiny_configs.py (16 px, patch 8, MAE pooling), written out by
     hand from the timm ViT's layout: 4 patches + the class token, qkv fused, fc_norm, head."""
     shapes = {"cls_token": (1, 1, dim), "pos_embed": (1, 5, dim),
               "patch_embed.proj.weight": (dim, 3, 8, 8), "patch_embed.proj.bias": (dim,)}
