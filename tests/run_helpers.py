@@ -4,8 +4,6 @@ import os
 import torch
 
 
-
-
 def _weights(run_dir):
     return torch.load(os.path.join(run_dir, "checkpoint.pth"), weights_only=True)["model"]
 

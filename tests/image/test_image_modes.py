@@ -4,8 +4,6 @@ import numpy as np
 from PIL import Image
 
 
-
-
 def test_16bit_png_is_scaled_by_value(tmp_path):
     from image.data import load_rgb
     values = np.array([[0, 257, 1000, 25700], [32768, 60000, 65278, 65535]], dtype=np.uint16)

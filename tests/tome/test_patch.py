@@ -41,7 +41,6 @@ def test_timm_model_at_r0_with_gradient_checkpointing_gives_the_unpatched_output
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
 
 
-
 @pytest.mark.parametrize("variant", ["augreg", "mae_avgpool"])
 def test_gradient_checkpointing_gives_the_same_gradients(variant):
     """Drop path on, r=4: checkpointed and plain runs give the same loss and the same gradients."""

@@ -8,7 +8,6 @@ from launch import compare
 from launch.runs import report as report_lib
 
 
-
 def test_compare_writes_table_csv_and_plot_with_the_papers_number(tmp_path):
     run_dir = tmp_path / "exp" / "r2"
     run_dir.mkdir(parents=True)
