@@ -28,6 +28,8 @@ class VideoData:
     rand_augment: Optional[str] = "rand-m7-n4-mstd0.5-inc1"
     repeat_aug: int = 2
     hflip: bool = True
+    crop_scale: Optional[list] = None    # training crop's area fraction [low, high]; null: the
+                                         # dataset's default, MAE-ST's [0.08, 1.0]
     random_erase: float = 0.0            # training: probability of erasing one box through the clip
     random_erase_mode: str = "pixel"     # pixel | rand | const (fill of the erased box)
     random_erase_count: int = 1          # at most this many boxes (1..count drawn per clip)
@@ -99,7 +101,9 @@ class VideoTask(Task):
             return VideoClipDataset(d.train_list, d.root, True, rand_augment=d.rand_augment,
                                     repeat_aug=d.repeat_aug, hflip=d.hflip,
                                     random_erase=d.random_erase, random_erase_mode=d.random_erase_mode,
-                                    random_erase_count=d.random_erase_count, **common)
+                                    random_erase_count=d.random_erase_count,
+                                    **({} if d.crop_scale is None else {"scale": tuple(d.crop_scale)}),
+                                    **common)
         return VideoClipDataset(d.val_list, d.root, False, num_temporal_clips=d.num_temporal_clips,
                                 num_spatial_crops=d.num_spatial_crops, **common)
 

@@ -1,6 +1,6 @@
 """The image, video and audio demo configs end to end in debug mode at tiny size, and their pictures;
-the image one at micro size learns its generated textures, the audio one its sound events, well
-above chance.
+the image one at micro size learns its generated textures, the audio one its sound events, and the
+video one its generated motions, well above chance.
 
 Chance and its noise come from the evaluation set alone: for top-1 over k balanced classes, 1/k and
 the binomial standard error of that accuracy on n samples; for multi-label mAP, the mean and spread
@@ -118,25 +118,37 @@ def test_audio_demo_learns_its_sound_events_well_above_chance(tmp_path):
     assert os.path.getsize(out) > 500
 
 
-@pytest.mark.parametrize("config, overrides, metric, picture", [
-    ("video/configs/demo.yaml",
-     ["data.root={tmp}/videos", "data.train_list={tmp}/videos/train.csv",
-      "data.val_list={tmp}/videos/val.csv", "model.variant=micro", "data.num_frames=4",
-      "data.crop_size=32", "tome.eval_r=[0,4]", "train.batch_size=8"], "acc1", "groups.gif"),
-])
-def test_video_demo_config_trains_both_stages_in_debug_mode(config, overrides, metric, picture, tmp_path):
-    overrides = [o.format(tmp=tmp_path) for o in overrides] + [
-        f"launch.out_dir={tmp_path}/runs", "train.epochs=1", "eval.throughput_iters=1",
-        "eval.throughput_warmup=1", "launch.num_workers=0"]
-    submit.submit(os.path.join(REPO, config), overrides, cluster="debug")
+def test_video_demo_learns_motion_well_above_chance(tmp_path):
+    """Up versus down: no single frame tells them apart (tests/video/test_video_demo_frames.py), so
+    beating chance needs the motion. The training crop keeps 80-100% of the frame (the default
+    8-100% often crops the moving actor out at this size), patches are 8 px so the 32 px crop has a
+    4x4 grid, and the fine-tuning stage is one epoch so the test stays near a minute on one thread.
+    Three standard errors, not four: over train.seed 0, 1, 2 the pretrained top-1 was 87, 78, 71
+    (the bar is 65); the test runs seed 0 only, which is deterministic."""
+    classes, val_per_class = 2, 50
+    stages = ('[{name: pretrain, set: {tome.r: 0}, sweep: {}}, {name: merge_ft, set: {tome.r: 4, '
+              'train.epochs: 1, train.lr: 3.0e-4, train.warmup_epochs: 0, '
+              'model.checkpoint: "${stage:pretrain}/checkpoint.pth"}}]')
+    overrides = [f"data.root={tmp_path}/videos", f"data.train_list={tmp_path}/videos/train.csv",
+                 f"data.val_list={tmp_path}/videos/val.csv", f"data.demo_classes={classes}",
+                 "data.demo_train_per_class=64", f"data.demo_val_per_class={val_per_class}",
+                 "data.num_frames=8", "data.sampling_rate=4", "data.crop_size=32", "data.crop_scale=[0.8,1.0]",
+                 "data.num_temporal_clips=1", f"model.num_classes={classes}", "model.variant=micro",
+                 "model.patch=8", "tome.eval_r=[0,4]", "train.batch_size=8", "train.epochs=15", "train.lr=3e-3",
+                 "train.warmup_epochs=1", "train.eval_every=0", "train.seed=0", f"stages={stages}",
+                 f"launch.out_dir={tmp_path}/runs", "eval.throughput_iters=1", "eval.throughput_warmup=1",
+                 "launch.num_workers=0"]
+    submit.submit(os.path.join(REPO, "video/configs/demo.yaml"), overrides, cluster="debug")
     exp = next((tmp_path / "runs").iterdir())
+    chance, se = accuracy_chance(classes, classes * val_per_class)
     for stage in ("pretrain", "merge_ft"):
         rows = [json.loads(l) for l in open(exp / stage / "results.jsonl")]
-        assert [r["r"] for r in rows] == [0, 4]
-        assert rows[1]["tokens_out"] < rows[0]["tokens_out"]
-        assert 0 <= rows[0][metric] <= 100  # learning above chance at this size: not yet (issue #12)
-        assert rows[0][f"{metric}_se"] >= 0 and rows[0]["speedup"] > 0 and rows[0]["baseline_throughput"] > 0
+        assert [r["r"] for r in rows] == [0, 4] and rows[1]["tokens_out"] < rows[0]["tokens_out"]
+        assert rows[0]["videos"] == classes * val_per_class
+        for row in rows:  # merging 4 of 65 tokens a layer must not undo the learning either
+            assert row["acc1"] > chance + 3 * se, (stage, row["r"], row["acc1"], chance, se)
+        assert rows[0]["acc1_se"] >= 0 and rows[0]["speedup"] > 0 and rows[0]["baseline_throughput"] > 0
         assert rows[0]["throughput_clock"] == "cpu" and rows[0]["throughput_threads"] == 1
-    assert (exp / "compare.md").read_text().count(f"| {metric} |") == 4
-    out = vis.draw(str(exp / "merge_ft"), 4, 0, str(tmp_path / picture))
+    assert (exp / "compare.md").read_text().count("| acc1 |") == 4
+    out = vis.draw(str(exp / "merge_ft"), 4, 0, str(tmp_path / "groups.gif"))
     assert os.path.getsize(out) > 500
