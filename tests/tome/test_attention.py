@@ -149,10 +149,8 @@ def test_unknown_attention_backend_is_a_one_line_error(patch, make):
         patch(make(), attn="flash")
 
 
-def test_timm_explicit_attention_switch_still_selects_eager(monkeypatch):
-    """timm's fused_attn=False (its own explicit attention) keeps meaning explicit attention."""
-    model = tome.patch.timm(timm_model("manual_attention").eval())
-    model.r = 3
+def record_fused_flags(monkeypatch) -> list:
+    """Every later call of tome.attention.attend appends its ``fused`` flag to the returned list."""
     fused = []
     original = tome.attention.attend
 
@@ -160,6 +158,14 @@ def test_timm_explicit_attention_switch_still_selects_eager(monkeypatch):
         fused.append(kwargs["fused"])
         return original(*args, **kwargs)
     monkeypatch.setattr(tome.attention, "attend", spy)
+    return fused
+
+
+def test_timm_explicit_attention_switch_still_selects_eager(monkeypatch):
+    """timm's fused_attn=False (its own explicit attention) keeps meaning explicit attention."""
+    model = tome.patch.timm(timm_model("manual_attention").eval())
+    model.r = 3
+    fused = record_fused_flags(monkeypatch)
     with torch.no_grad():
         model(input_for("manual_attention"))
     assert fused == [False] * len(model.blocks)
@@ -167,13 +173,7 @@ def test_timm_explicit_attention_switch_still_selects_eager(monkeypatch):
 
 def test_bench_attn_option_patches_the_merged_model(monkeypatch):
     from launch import bench
-    fused = []
-    original = tome.attention.attend
-
-    def spy(*args, **kwargs):
-        fused.append(kwargs["fused"])
-        return original(*args, **kwargs)
-    monkeypatch.setattr(tome.attention, "attend", spy)
+    fused = record_fused_flags(monkeypatch)
     result = bench.main(["--model", "vit_tiny_patch16_224", "--img-size", "64", "--r", "4",
                          "--batch", "2", "--runs", "1", "--warmup", "0", "--device", "cpu",
                          "--attn", "eager"])
