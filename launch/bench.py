@@ -10,10 +10,14 @@ the unmerged and limit models always run timm's own fused attention.
 
 The limit is the same model with the same per-layer token counts, where the tokens a layer would
 merge are simply dropped (no matching, no merging, the unmerged model's attention kernel): the most
-any merging method can reach at that schedule. Efficiency = merged speed-up / limit speed-up.
+any merging method can reach at that schedule.
 Timing (launch/engine/throughput.py): warm-up, then ``--runs`` rounds, each timing every model once
-(CUDA events on GPU); throughput is the median per model, speed-ups the median of the per-round
-ratios to the unmerged model.
+(CUDA events on GPU), in the order unmerged, merged, limit and reversed in every other round;
+throughput is the median per model, speed-ups the median of the per-round ratios to the unmerged
+model. Efficiency is the median over rounds of limit time / merged time (the two are timed next to
+each other in every round), with a distribution-free 95% interval of that median
+(launch/engine/stats.py ``median_interval``; 6 rounds or more for a 95% interval, 15 give a
+useful one on a shared CPU); ``efficiency_of_medians`` is the merged speed-up over the limit's.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import json
 import timm
 import torch
 
+from launch.engine.stats import median_interval
 from launch.engine.throughput import DTYPES
 from launch.runs.benchmark import build, measure, search_batch
 from tome.attention import BACKENDS
@@ -64,6 +69,7 @@ def main(argv=None) -> dict:
               "merged": model_gflops(merged, tokens_in, tokens)}
     gflops["limit"] = model_gflops(merged, tokens_in, tokens, matching=False)  # drops tokens for free
     merged_x, limit_x = stats["merged"]["speedup"], stats["limit"]["speedup"]  # paired per round
+    efficiency = median_interval(stats["merged"]["efficiency_per_round"])
     result = {"model": args.model, "input_shape": list(args.input_shape), "r": args.r,
               "inflection": args.inflection, "schedule": rs, "runs": args.runs,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
@@ -74,8 +80,11 @@ def main(argv=None) -> dict:
               "speedup_quartiles": {name: [s["speedup_q1"], s["speedup_q3"]] for name, s in stats.items()},
               "gflops": gflops, "tokens_out": tokens[-1],
               "merged_over_unmerged": merged_x, "limit_over_unmerged": limit_x,
-              "efficiency": merged_x / limit_x,
-              "efficiency_per_round": stats["merged"].get("efficiency_per_round"), "torch": torch.__version__, "timm": timm.__version__}
+              "efficiency": efficiency["median"],
+              "efficiency_interval": {k: efficiency[k] for k in ("lo", "hi", "coverage")},
+              "efficiency_of_medians": merged_x / limit_x,
+              "efficiency_per_round": stats["merged"]["efficiency_per_round"],
+              "torch": torch.__version__, "timm": timm.__version__}
     unit = "samples/s" if args.step == "inference" else "train samples/s"
     print(f"{args.model} r={args.r} {args.dtype} {args.step} batch {batch} attn={args.attn} "
           f"on {result['device']}")
@@ -83,7 +92,9 @@ def main(argv=None) -> dict:
     print("|---|---:|---:|---:|")
     for name in ("unmerged", "merged", "limit"):
         print(f"| {name} | {speeds[name]:.2f} | {gflops[name]:.2f} | {stats[name]['speedup']:.2f}x |")
-    print(f"efficiency (merged speed-up / limit speed-up): {result['efficiency']:.3f}")
+    print(f"efficiency (median of limit time / merged time per round): {efficiency['median']:.3f}, "
+          f"interval {efficiency['lo']:.3f}-{efficiency['hi']:.3f} "
+          f"(coverage {efficiency['coverage']:.1%}, {args.runs} rounds)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -19,7 +19,7 @@ import torch
 
 from .distance import similarity
 from .schedule import clamp_r
-from .threads import calling_thread
+from .threads import calling_thread, whole_team
 
 MERGE_MODES = ("wavg", "mean", "max", "keep")
 MATCHINGS = ("bipartite", "random")
@@ -81,13 +81,15 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, protected: int = 0,
     with torch.no_grad():
         if distance == "cosine":
             metric = metric / metric.norm(dim=-1, keepdim=True)
-            scores = metric[:, a_sel] @ metric[:, b_sel].transpose(-1, -2)
-        else:
-            scores = similarity(metric[:, a_sel], metric[:, b_sel], distance)
-        if groups is not None:
-            same = groups[:, a_pos, None] == groups[:, None, b_pos]
-            scores = scores.masked_fill(~same, -torch.inf)
-        node_max, node_idx = scores.max(dim=-1)
+        with whole_team(batch * a_pos.numel() * b_pos.numel()):  # [B, A, B] scores: large for video
+            if distance == "cosine":
+                scores = metric[:, a_sel] @ metric[:, b_sel].transpose(-1, -2)
+            else:
+                scores = similarity(metric[:, a_sel], metric[:, b_sel], distance)
+            if groups is not None:
+                same = groups[:, a_pos, None] == groups[:, None, b_pos]
+                scores = scores.masked_fill(~same, -torch.inf)
+            node_max, node_idx = scores.max(dim=-1)
         if groups is not None:
             # Data-dependent cap: only A tokens with a partner in their group may merge.
             r = min(r, int((node_max > -torch.inf).sum(dim=-1).min()))
@@ -132,7 +134,8 @@ def merge_tokens(m: Matching, x: torch.Tensor, size: Optional[torch.Tensor],
         size = torch.ones(x.shape[0], x.shape[1], 1, device=x.device, dtype=torch.float32)
     elif size.dtype != torch.float64:
         size = size.float()  # counts stay exact whatever the activation dtype (bf16: only to 256)
-    out = _rows(x, m.keep)
+    with whole_team(m.keep.numel() * x.shape[2:].numel()):  # the one full pass over the tokens
+        out = _rows(x, m.keep)
     new_size = _rows(size, m.keep)
     if mode == "keep":
         return out, new_size

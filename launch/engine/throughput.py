@@ -1,7 +1,7 @@
 """Throughput that holds up on a busy machine: interleaved rounds, medians, spread, batch search.
 
 Every model (or every ``r`` of one patched model, plus the unpatched baseline) is timed once per
-round, round after round, so a slow spell of the machine hits all of them alike. Per model we keep
+round, round after round (in alternating order), so a slow spell of the machine hits all of them alike. Per model we keep
 the median samples/s and the quartiles of the per-round values; per ``r`` also the median of the
 per-round speed-ups over the baseline (paired within a round, so drift cancels).
 
@@ -112,14 +112,18 @@ def make_step(model, x: torch.Tensor, step: str, dtype: torch.dtype, device: tor
 def time_interleaved(steps: Dict[str, Callable[[], None]], rounds: int, warmup: int,
                      device: torch.device, clock: str = "wall") -> Dict[str, List[float]]:
     """Seconds per call of each step: ``warmup`` untimed calls each, then ``rounds`` rounds in
-    which every step is timed once, in the same order."""
+    which every step is timed once, in the given order in even rounds and reversed in odd ones.
+    Alternating cancels a steady drift of the machine's speed between neighbours (each step is as
+    often before as after the others), and keeps neighbours in the order adjacent in every round,
+    so the ratio of two adjacent steps within a round compares calls made seconds apart."""
     for fn in steps.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in steps}
-    for _ in range(max(rounds, 1)):
-        for name, fn in steps.items():
-            times[name].append(seconds_of(fn, device, clock))
+    names = list(steps)
+    for i in range(max(rounds, 1)):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            times[name].append(seconds_of(steps[name], device, clock))
     return times
 
 

@@ -39,11 +39,18 @@ def test_bench_reports_three_models_paired_speedups_and_the_matchings_flops(tmp_
     assert result["gflops"]["merged"] < result["gflops"]["unmerged"]
     # speed-ups are medians of per-round ratios (paired within a round; tests/launch/engine/test_throughput.py
     # checks those on hand-worked timings): each lies inside its own quartiles, and efficiency is
-    # the merged speed-up over the limit's
+    # the median of the per-round limit / merged times, inside its interval; the ratio of the two
+    # median speed-ups is reported beside it
     for name, key in (("merged", "merged_over_unmerged"), ("limit", "limit_over_unmerged")):
         q1, q3 = result["speedup_quartiles"][name]
         assert q1 <= result[key] <= q3
-    assert result["efficiency"] == pytest.approx(
+    per_round = result["efficiency_per_round"]
+    assert len(per_round) == 2
+    assert result["efficiency"] == pytest.approx((per_round[0] + per_round[1]) / 2, rel=1e-12)
+    interval = result["efficiency_interval"]
+    assert (interval["lo"], interval["hi"]) == (min(per_round), max(per_round))  # 2 rounds: the range
+    assert interval["coverage"] == pytest.approx(0.5)  # 1 - 2 / 2^2
+    assert result["efficiency_of_medians"] == pytest.approx(
         result["merged_over_unmerged"] / result["limit_over_unmerged"], rel=1e-12)
     # the limit drops tokens for free: its GFLOPs are the merged ones less the matching, which is
     # |A| x |B| x head_dim (192 / 3 heads = 64) per merging layer: A = even, B = odd positions

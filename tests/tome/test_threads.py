@@ -72,3 +72,70 @@ def test_merge_on_the_calling_thread_equals_merge_on_all_threads(two_threads, mo
     parallel = merge_step(x, metric, 40, size, None, None, protected=1)
     torch.testing.assert_close(serial[0], parallel[0], rtol=1e-6, atol=1e-6)
     assert torch.equal(serial[1], parallel[1])
+
+
+@pytest.fixture
+def load(monkeypatch):
+    """Set the load average the module reads (fresh reading, no cache)."""
+    monkeypatch.setattr(threads, "LOAD_CHECK_S", 0.0)
+
+    def set_load(value):
+        monkeypatch.setattr(threads.os, "getloadavg", lambda: (value, value, value))
+    return set_load
+
+
+def test_a_large_op_gets_the_team_back_inside_a_calling_thread_block(two_threads, load):
+    if not _runtime_found():
+        pytest.skip("no OpenMP runtime found in this process: calling_thread is a no-op")
+    load(0.0)
+    with threads.calling_thread(torch.zeros(1)):
+        with threads.whole_team(threads.TEAM_ELEMENTS):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1  # back on the calling thread after it
+        with threads.whole_team(threads.TEAM_ELEMENTS - 1):
+            assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with threads.whole_team(threads.TEAM_ELEMENTS):  # outside a block: nothing to give back
+        assert torch.get_num_threads() == 2
+    with threads.calling_thread(torch.zeros(1), elements=threads.TEAM_ELEMENTS):
+        assert torch.get_num_threads() == 2  # a large single op keeps the team
+    with threads.calling_thread(torch.zeros(1), elements=10):
+        assert torch.get_num_threads() == 1
+
+
+def test_on_an_oversubscribed_machine_even_large_ops_stay_on_the_calling_thread(two_threads, load):
+    if not _runtime_found():
+        pytest.skip("no OpenMP runtime found in this process: calling_thread is a no-op")
+    cpus = threads.os.cpu_count()
+    load(cpus + 1.0)  # more runnable threads than CPUs
+    assert threads.oversubscribed()
+    with threads.calling_thread(torch.zeros(1)):
+        with threads.whole_team(threads.TEAM_ELEMENTS * 4):
+            assert torch.get_num_threads() == 1
+    with threads.calling_thread(torch.zeros(1), elements=threads.TEAM_ELEMENTS * 4):
+        assert torch.get_num_threads() == 1
+    load(cpus - 0.5)
+    assert not threads.oversubscribed()
+
+
+def test_a_missing_load_average_counts_as_not_oversubscribed(monkeypatch):
+    monkeypatch.setattr(threads, "LOAD_CHECK_S", 0.0)
+
+    def no_load():
+        raise OSError("no load average")
+    monkeypatch.setattr(threads.os, "getloadavg", no_load)
+    assert not threads.oversubscribed()
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_video_sized_merge_is_the_same_whichever_threads_run_it(two_threads, load, monkeypatch, busy):
+    # A clip's 784 x 784 similarities and 1.5 M-element kept tokens cross TEAM_ELEMENTS.
+    torch.manual_seed(0)
+    x, metric = torch.randn(2, 1569, 768), torch.randn(2, 1569, 64)
+    size = torch.randint(1, 6, (2, 1569, 1)).float()
+    load(threads.os.cpu_count() + 1.0 if busy else 0.0)
+    mixed = merge_step(x, metric, 100, size, None, None, protected=1)
+    monkeypatch.setattr(threads, "ENABLED", False)
+    team = merge_step(x, metric, 100, size, None, None, protected=1)
+    torch.testing.assert_close(mixed[0], team[0], rtol=1e-6, atol=1e-6)
+    assert torch.equal(mixed[1], team[1])

@@ -31,7 +31,7 @@ class ToMeAttentionMixin:
         fast_metric = metric == "k" and isinstance(self.k_norm, nn.Identity)
         key_metric = None
         if fast_metric:
-            with calling_thread(x):  # a small op: no OpenMP barrier (tome/threads.py)
+            with calling_thread(x, elements=x.numel()):  # small: no OpenMP barrier (tome/threads.py)
                 key_metric = qkv[:, :, 1].mean(dim=2)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)

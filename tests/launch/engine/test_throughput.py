@@ -16,12 +16,28 @@ from tests.tiny_configs import write_config
 CPU = torch.device("cpu")
 
 
-def test_rounds_time_every_step_once_in_turn_after_warmup(monkeypatch):
+def test_rounds_time_every_step_once_in_alternating_order_after_warmup(monkeypatch):
     calls = []
     steps = {name: (lambda name=name: calls.append(name)) for name in ("base", "r8", "r16")}
     times = throughput.time_interleaved(steps, rounds=3, warmup=2, device=CPU)
-    assert calls == ["base"] * 2 + ["r8"] * 2 + ["r16"] * 2 + ["base", "r8", "r16"] * 3
+    assert calls == (["base"] * 2 + ["r8"] * 2 + ["r16"] * 2
+                     + ["base", "r8", "r16"] + ["r16", "r8", "base"] + ["base", "r8", "r16"])
     assert {k: len(v) for k, v in times.items()} == {"base": 3, "r8": 3, "r16": 3}
+
+
+def test_alternating_order_cancels_a_steady_drift(monkeypatch):
+    # Two equally fast steps on a machine that slows down by 1 s per call: in the same order every
+    # round the second step always looks 1 s slower; alternating, both total the same.
+    clock = {"t": 0}
+
+    def seconds(fn, device, clock_name="wall"):
+        clock["t"] += 1
+        return 10.0 + clock["t"]
+    monkeypatch.setattr(throughput, "seconds_of", seconds)
+    times = throughput.time_interleaved({"a": lambda: None, "b": lambda: None}, rounds=4, warmup=0,
+                                        device=CPU)
+    assert times == {"a": [11.0, 14.0, 15.0, 18.0], "b": [12.0, 13.0, 16.0, 17.0]}
+    assert sum(times["a"]) == sum(times["b"])
 
 
 def test_summary_gives_hand_worked_medians_quartiles_and_paired_speedups():
