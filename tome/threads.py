@@ -19,10 +19,10 @@ A few of these ops are large: a video clip's 784 x 784 A-B similarities, the gat
 tokens, the head average of the keys (each ``TEAM_ELEMENTS`` elements or more, a millisecond or
 more on one core). On an idle machine the calling thread alone doubles their time, about 2% of a
 MAE-ST ViT-B forward; there ``whole_team`` (and ``calling_thread(x, elements=...)``) give them
-the caller's threads back. When the machine is oversubscribed (load average above its number of
-CPUs) those barriers cost more than the second thread saves (a layer's merge, MAE-ST B batch 2,
-2 busy processes on the 2 cores: mean 37 ms with the team for the large ops, 20 ms with none), so
-then every op stays on the calling thread.
+the caller's threads back. When the machine is oversubscribed (load average above its number
+of CPUs plus one half) those barriers cost more than the second thread saves (a layer's merge,
+MAE-ST B batch 2, 2 busy processes on the 2 cores: mean 37 ms with the team for the large ops,
+20 ms with none), so then every op stays on the calling thread.
 """
 from __future__ import annotations
 
@@ -91,7 +91,9 @@ def oversubscribed() -> bool:
             load = os.getloadavg()[0]
         except (AttributeError, OSError):
             load = 0.0
-        _LOAD.update(checked=now, busy=load > (os.cpu_count() or 1))
+        # This process's own busy threads count too: load equal to the CPUs is a full machine,
+        # not an oversubscribed one; half a thread of slack covers the system's own daemons.
+        _LOAD.update(checked=now, busy=load > (os.cpu_count() or 1) + 0.5)
     return _LOAD["busy"]
 
 
