@@ -135,19 +135,15 @@ def test_bench_limit_model_keeps_the_merged_token_counts(name, monkeypatch):
 # -- the published repositories, served from 127.0.0.1 -----------------------------------------
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """A local hub: huggingface_hub's endpoint pointed at it (what HF_ENDPOINT sets at import),
-    and a fresh TOME_CACHE."""
+def hub(server, cache, monkeypatch):
+    """A local hub: huggingface_hub's endpoint pointed at the 127.0.0.1 server (what HF_ENDPOINT
+    sets at import), and a fresh TOME_CACHE."""
     import huggingface_hub.constants as hub_constants
-    from weights_server import Server
 
-    server = Server()
     monkeypatch.setattr(hub_constants, "ENDPOINT", server.url)
     monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
                         server.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setenv("TOME_CACHE", str(tmp_path / "cache"))
-    yield server
-    server.stop()
+    return server
 
 
 FAMILIES = {  # task -> (hub repository, its files' directory fixture, class, engine data keys, labels)

@@ -17,7 +17,6 @@ from image.model import build_image_model
 from launch.engine.errors import ConfigError
 from video.model import build_video_vit, load_mae_st_checkpoint
 
-from tests.weights_server import Server
 
 from tests.repo import FIXTURES  # noqa: E402
 
@@ -77,18 +76,6 @@ def _where(family, key):
     if key.startswith("norm.") and family in ("mae_pretrained", "audiomae_pretrained"):
         return None  # the fine-tuning model pools first and starts fc_norm fresh
     return key
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = Server()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TOME_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -10,24 +10,9 @@ import pytest
 from launch.engine import weights
 from launch.engine.errors import ConfigError
 
-from tests.weights_server import Server
 
 from tests.repo import REPO  # noqa: E402
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setenv("TOME_CACHE", str(root))
-    return root
 
 
 def _files(root):
