@@ -16,8 +16,8 @@ per-thread, so other Python threads are untouched. It does nothing off the CPU, 
 ``ENABLED`` is False.
 
 A few of these ops are large: a video clip's 784 x 784 A-B similarities, the gather of all kept
-tokens, the head average of the keys (each ``TEAM_ELEMENTS`` elements or more, half a
-millisecond or more on one core). On an idle machine the calling thread alone doubles their time, about 2% of a
+tokens, the head average of the keys (each ``TEAM_ELEMENTS`` elements or more, a millisecond or
+more on one core). On an idle machine the calling thread alone doubles their time, about 2% of a
 MAE-ST ViT-B forward; there ``whole_team`` (and ``calling_thread(x, elements=...)``) give them
 the caller's threads back. When the machine is oversubscribed (load average above its number
 of CPUs plus one half) those barriers cost more than the second thread saves (a layer's merge,
@@ -36,10 +36,9 @@ from typing import Optional, Tuple
 import torch
 
 ENABLED = True
-# An op over at least this many elements (2 MiB of fp32: half a millisecond or more on one core;
-# a clip's 784 x 784 similarities at batch 1 are 615k) is worth its barrier on an idle machine:
-# it keeps the whole team (see whole_team).
-TEAM_ELEMENTS = 1 << 19
+# An op over at least this many elements (4 MiB of fp32: about a millisecond on one core) is
+# worth its barrier on an idle machine: it keeps the whole team (see whole_team).
+TEAM_ELEMENTS = 1 << 20
 # How long a reading of the load average stands (seconds): it is a one-minute average anyway.
 LOAD_CHECK_S = 1.0
 _LOAD = {"checked": -1e9, "busy": False}
