@@ -43,34 +43,46 @@ def _paper_matching(metric, r):
     return [(a, b) for _, a, b in best[:r]]
 
 
+def _merge(tokens, groups, feats, r):
+    """Merge each sample's tokens by the paper's matching on ``feats``: size-weighted averages,
+    output order unmerged A then B."""
+    new_tokens, new_groups = [], []
+    for b in range(tokens.shape[0]):
+        pairs = _paper_matching(feats[b], r)
+        gone = {a for a, _ in pairs}
+        count = tokens.shape[1]
+        order = [p for p in range(0, count, 2) if p not in gone] + list(range(1, count, 2))
+        rows, members = [], []
+        for p in order:
+            parts = [p] + [a for a, dst in pairs if dst == p]
+            weight = torch.tensor([len(groups[b][i]) for i in parts], dtype=tokens.dtype)
+            rows.append((tokens[b, parts] * weight[:, None]).sum(0) / weight.sum())
+            members.append(frozenset().union(*(groups[b][i] for i in parts)))
+        new_tokens.append(torch.stack(rows))
+        new_groups.append(members)
+    return torch.stack(new_tokens), new_groups
+
+
 def direct_forward(model, x, rs, prop_attn=True, metric="k"):
-    """Logits, final groups (one list of frozensets of input positions per sample) and sizes."""
+    """Logits, final groups (one list of frozensets of input positions per sample) and sizes.
+
+    ``metric``: k, q, v (head-averaged, from this layer's attention); x (the tokens after the
+    attention branch, where they merge); x_pre (the block's input tokens, merged before attention).
+    """
     with torch.no_grad():
         tokens = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
         batch, n, _ = tokens.shape
         groups = [[frozenset([i]) for i in range(n)] for _ in range(batch)]
         for blk, r in zip(model.blocks, rs):
+            if metric == "x_pre" and r > 0:
+                tokens, groups = _merge(tokens, groups, tokens, r)
             sizes = torch.tensor([[float(len(g)) for g in gs] for gs in groups])
             y = blk.norm1(tokens)
             h, q, k, v = _attention(blk.attn, y, sizes, prop_attn)
             tokens = tokens + blk.ls1(h)
-            feats = {"k": k.mean(1), "q": q.mean(1), "v": v.mean(1), "x": y}[metric]
-            if r > 0:
-                new_tokens, new_groups = [], []
-                for b in range(batch):
-                    pairs = _paper_matching(feats[b], r)
-                    gone = {a for a, _ in pairs}
-                    count = tokens.shape[1]
-                    order = [p for p in range(0, count, 2) if p not in gone] + list(range(1, count, 2))
-                    rows, members = [], []
-                    for p in order:
-                        parts = [p] + [a for a, dst in pairs if dst == p]
-                        weight = torch.tensor([len(groups[b][i]) for i in parts], dtype=tokens.dtype)
-                        rows.append((tokens[b, parts] * weight[:, None]).sum(0) / weight.sum())
-                        members.append(frozenset().union(*(groups[b][i] for i in parts)))
-                    new_tokens.append(torch.stack(rows))
-                    new_groups.append(members)
-                tokens, groups = torch.stack(new_tokens), new_groups
+            if metric != "x_pre" and r > 0:
+                feats = {"k": k.mean(1), "q": q.mean(1), "v": v.mean(1), "x": tokens}[metric]
+                tokens, groups = _merge(tokens, groups, feats, r)
             tokens = tokens + blk.ls2(blk.mlp(blk.norm2(tokens)))
         tokens = model.norm(tokens)
         sizes = torch.tensor([[float(len(g)) for g in gs] for gs in groups])

@@ -25,8 +25,13 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-METRICS = ("x", "q", "k", "v")
+METRICS = ("x_pre", "x", "q", "k", "v")
+HEADS = ("mean", "concat")
 BACKENDS = ("sdpa", "flex", "eager")
+# Metrics that are the block's token features rather than a projection inside attention: the
+# patched blocks supply them (tome/patch/common.py), pick_metric returns None for them.
+TOKEN_METRICS = ("x_pre", "x")
+CLASS_ATTENTION = "class_attention"  # what attn_prune ranks by (see attention_metric)
 
 
 def size_bias(size: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
@@ -129,15 +134,48 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, size: Optional[
     raise ValueError(f"ToMe attn must be one of {BACKENDS}, got {backend!r}")
 
 
+def attention_metric(metric: str, matching: str) -> str:
+    """What the attention of a patched block hands to the matching: ``metric``, or the class
+    token's attention when the matching is attention-based pruning."""
+    return CLASS_ATTENTION if matching == "attn_prune" else metric
+
+
+def class_attention(q: torch.Tensor, k: torch.Tensor, size: Optional[torch.Tensor] = None,
+                    scale: Optional[float] = None) -> torch.Tensor:
+    """[B, T, 1]: how much the class token (position 0) attends to each token, averaged over heads:
+    ``softmax(q_0 k^T * scale + log s)`` of q, k [B, H, T, D] (``size`` None: no size bias)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    logits = (q[:, :, :1].float() * scale) @ k.float().transpose(-2, -1)  # [B, H, 1, T]
+    bias = size_bias(size, torch.float32)
+    if bias is not None:
+        logits = logits + bias
+    return logits.softmax(dim=-1).mean(dim=1).transpose(1, 2)
+
+
+def _heads(t: torch.Tensor, heads: str) -> torch.Tensor:
+    """[B, H, T, D] per-head features -> [B, T, D] (mean) or [B, T, H * D] (concat, head by head)."""
+    if heads == "mean":
+        return t.mean(1)
+    if heads == "concat":
+        return t.transpose(1, 2).flatten(2)
+    raise ValueError(f"heads must be one of {HEADS}, got {heads!r}")
+
+
 def pick_metric(name: str, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
-                v: torch.Tensor) -> torch.Tensor:
-    """The feature compared by the matching: the block input or q/k/v averaged over heads."""
+                v: torch.Tensor, heads: str = "mean", size: Optional[torch.Tensor] = None,
+                scale: Optional[float] = None) -> Optional[torch.Tensor]:
+    """The feature the matching compares, from inside attention: q, k or v, averaged over heads
+    (``heads="mean"``, the paper's) or concatenated (``"concat"``, Table 1c); the class token's
+    attention for ``CLASS_ATTENTION`` (``size``: the sizes the layer's attention used, ``scale``
+    its logit scale). None for the token metrics ``x_pre`` and ``x``: the block supplies those."""
     if name == "k":
-        return k.mean(1)
-    if name == "x":
-        return x
+        return _heads(k, heads)
+    if name in TOKEN_METRICS:
+        return None
     if name == "q":
-        return q.mean(1)
+        return _heads(q, heads)
     if name == "v":
-        return v.mean(1)
+        return _heads(v, heads)
+    if name == CLASS_ATTENTION:
+        return class_attention(q, k, size, scale)
     raise ValueError(f"metric must be one of {METRICS}, got {name!r}")

@@ -2,7 +2,9 @@
 
 Tokens are ``[batch, tokens, channels]``. The first ``protected`` tokens (class, distillation,
 register tokens) are never merged and nothing merges into them. The rest are split into two sets
-by *absolute* position: A = even positions, B = odd positions. Each A token picks its most similar
+by *absolute* position: A = even positions, B = odd positions (the ``alternating`` partition; the
+paper's Table 1e also tries ``sequential``, the first half against the second, and ``random``).
+Each A token picks its most similar
 B token (cosine similarity of the metric), and the ``r`` A tokens with the best matches merge into
 their partners. The output is ``[protected, unmerged A in order, all of B in order]``; with a single
 class token this is exactly the published layout, so merging decisions match token for token.
@@ -23,6 +25,7 @@ from .threads import calling_thread, whole_team
 
 MERGE_MODES = ("wavg", "mean", "max", "keep")
 MATCHINGS = ("bipartite", "random")
+PARTITIONS = ("alternating", "sequential", "random")
 
 
 class Matching(NamedTuple):
@@ -37,30 +40,41 @@ class Matching(NamedTuple):
     dst: torch.Tensor
 
 
-def _split_positions(num_tokens: int, protected: int, matching: str, device,
+def _split_positions(num_tokens: int, protected: int, partition: str, device,
                      generator: Optional[torch.Generator] = None):
-    """Absolute positions of the A and B sets among the unprotected tokens."""
-    if matching == "bipartite":
+    """Absolute positions of the A and B sets among the unprotected tokens.
+
+    Every partition gives A and B the sizes of the alternating one (Table 1e compares only where
+    the tokens go)."""
+    if partition == "alternating":
         first_even = protected + (protected % 2)
         first_odd = protected + 1 - (protected % 2)
         a = torch.arange(first_even, num_tokens, 2, device=device)
         b = torch.arange(first_odd, num_tokens, 2, device=device)
         return a, b
-    if matching == "random":
+    num_a = len(range(protected + (protected % 2), num_tokens, 2))
+    if partition == "sequential":
+        # A = the first unprotected tokens in token order, B = the rest
+        return (torch.arange(protected, protected + num_a, device=device),
+                torch.arange(protected + num_a, num_tokens, device=device))
+    if partition == "random":
         # Random partition of the same sizes (ablation): A/B no longer follow position.
         n = num_tokens - protected
-        num_a = len(range(protected + (protected % 2), num_tokens, 2))
         perm = torch.randperm(n, generator=generator).to(device) + protected
         return perm[:num_a].sort().values, perm[num_a:].sort().values
-    raise ValueError(f"matching must be one of {MATCHINGS}, got {matching!r}")
+    raise ValueError(f"partition must be one of {PARTITIONS}, got {partition!r}")
 
 
 def bipartite_soft_matching(metric: torch.Tensor, r: int, protected: int = 0,
                             matching: str = "bipartite",
                             groups: Optional[torch.Tensor] = None,
                             generator: Optional[torch.Generator] = None,
-                            distance: str = "cosine") -> Optional[Matching]:
+                            distance: str = "cosine",
+                            partition: str = "alternating") -> Optional[Matching]:
     """Decide which tokens merge. Returns ``None`` when nothing merges.
+
+    partition: how the unprotected tokens split into A and B (``alternating``, ``sequential``,
+        ``random``); ``matching="random"`` is the older spelling of ``partition="random"``.
 
     metric: [B, T, C] features compared by cosine similarity (the head-averaged keys by default),
         or by ``distance`` (see ``tome.distance``).
@@ -72,8 +86,12 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, protected: int = 0,
     r = clamp_r(r, num_tokens, protected)
     if r <= 0:
         return None
-    a_pos, b_pos = _split_positions(num_tokens, protected, matching, metric.device, generator)
-    if matching == "bipartite":  # strided views instead of index copies
+    if matching not in MATCHINGS:
+        raise ValueError(f"matching must be one of {MATCHINGS}, got {matching!r}")
+    if matching == "random":
+        partition = "random"
+    a_pos, b_pos = _split_positions(num_tokens, protected, partition, metric.device, generator)
+    if partition == "alternating":  # strided views instead of index copies
         a_sel = slice(protected + protected % 2, None, 2)
         b_sel = slice(protected + 1 - protected % 2, None, 2)
     else:
@@ -195,11 +213,13 @@ def token_groups(source: torch.Tensor) -> torch.Tensor:
 
 def merge_step(x: torch.Tensor, metric: torch.Tensor, r: int, size: Optional[torch.Tensor],
                source: Optional[torch.Tensor], groups: Optional[torch.Tensor], *, protected: int,
-               mode: str = "wavg", matching: str = "bipartite", distance: str = "cosine"):
+               mode: str = "wavg", matching: str = "bipartite", distance: str = "cosine",
+               partition: str = "alternating", kmeans_iters: Optional[int] = None):
     """One layer's merge, shared by every patched block: returns (x, size, source, groups)."""
     from .matching import match  # matching.py builds on this module
     with calling_thread(x):  # small ops: no OpenMP barriers (tome/threads.py)
-        m = match(metric, r, protected, matching, groups, distance)
+        m = match(metric, r, protected, matching, groups, distance, partition=partition,
+                  kmeans_iters=kmeans_iters)
         if m is None:
             return x, size, source, groups
         x, size = merge_tokens(m, x, size, mode)

@@ -21,9 +21,9 @@ from typing import NamedTuple, Optional
 import torch
 from torch.utils.weak import WeakTensorKeyDictionary
 
-from .attention import BACKENDS, METRICS
-from .matching import DISTANCES, MATCHINGS
-from .merge import MERGE_MODES
+from .attention import BACKENDS, HEADS, METRICS, TOKEN_METRICS
+from .matching import DISTANCES, KMEANS_ITERS, MATCHINGS
+from .merge import MERGE_MODES, PARTITIONS
 from .schedule import Schedule, parse_r, token_counts
 
 
@@ -33,6 +33,15 @@ class ToMeInfo:
 
     ``groups`` is an optional static [T] integer label per input token (prefix included): merges
     stay within a label (the audio patch's frequency bands / time windows).
+
+    The options of the paper's ablations (Tables 1 and 2; docs/api_options.md):
+    ``metric`` the feature compared: ``k`` (default), ``q``, ``v`` (inside attention), ``x`` (the
+    tokens after attention, where they merge) or ``x_pre`` (the block's input tokens, merging
+    *before* attention); ``heads`` how per-head q/k/v become one feature: ``mean`` (default) or
+    ``concat``; ``distance`` cosine | euclidean | dot | softmax (tome/distance.py); ``mode`` how
+    merged tokens combine; ``partition`` the A/B split of bipartite matching: ``alternating``
+    (default), ``sequential``, ``random``; ``matching`` the algorithm (tome/matching.py);
+    ``kmeans_iters`` the Lloyd steps of ``matching="kmeans"``.
     """
     r: Schedule = 0
     protected: int = 1
@@ -44,6 +53,9 @@ class ToMeInfo:
     distance: str = "cosine"
     attn: str = "sdpa"  # attention backend, one of tome.attention.BACKENDS
     groups: Optional[torch.Tensor] = None
+    heads: str = "mean"
+    partition: str = "alternating"
+    kmeans_iters: int = KMEANS_ITERS
 
     def __post_init__(self):
         self.validate()
@@ -52,12 +64,31 @@ class ToMeInfo:
         for name, value, valid in (("metric", self.metric, METRICS), ("mode", self.mode, MERGE_MODES),
                                    ("matching", self.matching, MATCHINGS),
                                    ("distance", self.distance, DISTANCES),
-                                   ("attn", self.attn, BACKENDS)):
+                                   ("attn", self.attn, BACKENDS), ("heads", self.heads, HEADS),
+                                   ("partition", self.partition, PARTITIONS)):
             if value not in valid:
                 raise ValueError(f"ToMe {name} must be one of {valid}, got {value!r}")
         for name in ("prop_attn", "trace_source"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ToMe {name} must be True or False, got {getattr(self, name)!r}")
+        iters = self.kmeans_iters
+        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+            raise ValueError(f"ToMe kmeans_iters must be a positive integer, got {iters!r}")
+        if self.heads == "concat" and self.metric in TOKEN_METRICS:
+            raise ValueError(f"ToMe heads='concat' joins per-head q, k or v; metric {self.metric!r} "
+                             f"has no heads: use heads='mean' or metric q, k or v")
+        if self.partition != "alternating" and self.matching != "bipartite":
+            raise ValueError(f"ToMe partition {self.partition!r} splits the tokens of bipartite "
+                             f"matching; matching {self.matching!r} has no partition: use "
+                             f"matching='bipartite' or partition='alternating'")
+        if self.matching == "attn_prune" and self.metric == "x_pre":
+            raise ValueError("ToMe matching='attn_prune' needs the layer's attention, which metric "
+                             "'x_pre' (merging before attention) has not computed yet: use another metric")
+
+    def merge_options(self) -> dict:
+        """The keyword arguments of ``tome.merge.merge_step`` these options give."""
+        return dict(protected=self.protected, mode=self.mode, matching=self.matching,
+                    distance=self.distance, partition=self.partition, kmeans_iters=self.kmeans_iters)
 
     def layer_r(self, num_layers: int) -> list[int]:
         return parse_r(self.r, num_layers)

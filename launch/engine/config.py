@@ -25,10 +25,13 @@ class ToMeConfig:
     inflection: Optional[float] = None      # with r: a ramp schedule, -1 = decreasing
     eval_r: list = field(default_factory=lambda: [0])  # r values evaluated at the end
     prop_attn: bool = True
-    metric: str = "k"                       # x | q | k | v
-    mode: str = "wavg"                      # wavg | mean | max | keep
-    matching: str = "bipartite"             # bipartite | random | greedy | kmeans | random_prune
-    distance: str = "cosine"                # cosine | euclidean | dot (Table 1 distance axis)
+    metric: str = "k"                       # x_pre | x | q | k | v (Table 1a; docs/api_options.md)
+    mode: str = "wavg"                      # wavg | mean | max | keep (Table 1d)
+    matching: str = "bipartite"             # bipartite | greedy | kmeans | random_prune | attn_prune (Table 2); random (old)
+    distance: str = "cosine"                # cosine | euclidean | dot | softmax (Table 1b)
+    heads: str = "mean"                     # mean | concat: per-head q/k/v averaged or joined (Table 1c)
+    partition: str = "alternating"          # alternating | sequential | random: bipartite A/B split (Table 1e)
+    kmeans_iters: int = 5                   # Lloyd steps of matching kmeans (Table 2: 2 and 5); = tome.matching.KMEANS_ITERS
     attn: str = "sdpa"                      # attention backend: sdpa | flex | eager (tome/attention.py)
     band: Optional[int] = None              # audio: merge only within bands of this many freq patches
     window: Optional[int] = None            # audio: ... and within windows of this many time patches
@@ -276,7 +279,7 @@ class Config:
     launch: LaunchConfig
     sweep: dict = field(default_factory=dict)
     stages: list = field(default_factory=list)
-    paper: Optional[str] = None             # id of the published row this config reproduces
+    paper: Optional[str] = None             # id of the published row (or table panel) this config reproduces
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -308,9 +311,12 @@ def build_config(raw: dict) -> Config:
 
 
 def _check_paper(paper_id):
+    """A published row (launch/engine/paper.py) or a table's panel or row id (paper_ids.py)."""
     from .paper import ROWS
-    if paper_id is not None and paper_id not in ROWS:
-        raise ConfigError(f"paper must be one of {', '.join(ROWS)}, got {paper_id!r}")
+    from .paper_ids import IDS
+    if paper_id is not None and paper_id not in ROWS and paper_id not in IDS:
+        raise ConfigError(f"paper must be one of {', '.join(dict.fromkeys([*ROWS, *IDS]))}, "
+                          f"got {paper_id!r}")
     return paper_id
 
 
@@ -364,7 +370,9 @@ def check_values(cfg: Config) -> None:
             raise ConfigError(message)
     try:
         ToMeInfo(metric=cfg.tome.metric, mode=cfg.tome.mode, matching=cfg.tome.matching,
-                 distance=cfg.tome.distance, attn=cfg.tome.attn, prop_attn=cfg.tome.prop_attn)
+                 distance=cfg.tome.distance, attn=cfg.tome.attn, prop_attn=cfg.tome.prop_attn,
+                 heads=cfg.tome.heads, partition=cfg.tome.partition,
+                 kmeans_iters=cfg.tome.kmeans_iters)
         for r in [cfg.tome.r] + list(cfg.tome.eval_r):
             tome.parse_r(model_r(cfg.tome, r), 10_000)
     except ValueError as err:

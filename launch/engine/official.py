@@ -37,6 +37,13 @@ MAE_B, MAE_L, MAE_H = ("image/configs/mae_vit_b16_tome.yaml", "image/configs/mae
                        "image/configs/mae_vit_h14_tome.yaml")
 OFFSHELF_PROP = "ToMe tome/patch/mae.py:71,79 (prop_attn=False); README.md:115 (leave False off-the-shelf)"
 
+PAPER = "ToMe paper (arXiv v1)"  # tables transcribed from its images, see launch/engine/paper_ids.py
+ABL = "image/configs/ablation_{}.yaml"
+MAE_L_DEC, MAE_H_DEC = "image/configs/mae_vit_l16_tome_dec.yaml", "image/configs/mae_vit_h14_tome_dec.yaml"
+DEIT_S_BASE = "image/configs/deit_s16_baseline.yaml"
+DECREASING = "ToMe tome/utils.py:87-90 ((r, -1) is the paper's \"decreasing schedule\")"
+TABLE_TESTS = "tests/tome/test_ablation_options.py; tests/tome/test_matching.py"
+
 ROWS: list[Official] = [
     # ---- video: MAE-ST ViT-L fine-tuning on Kinetics-400 (#9, #14)
     Official(K400, "repeated views counted in the effective batch", "derived.repeated_views", 2,
@@ -171,7 +178,7 @@ ROWS: list[Official] = [
       for m in ("s16", "b16", "l16", "l16_384")],
 
     # ---- image: DeiT trained from scratch with merging (#9, #14)
-    *[row for cfg in (DEIT_S, DEIT_T) for row in (
+    *[row for cfg in (DEIT_S, DEIT_T, DEIT_S_BASE) for row in (
         Official(cfg, "repeated augmentation, 3 repeats (RASampler)", "data.repeated_aug", 3,
                  "deit main.py:106-107, :215-216; samplers.py:16"),
         Official(cfg, "per-epoch timm cosine schedule", "train.lr_schedule", "timm_epoch_cosine",
@@ -207,7 +214,9 @@ ROWS: list[Official] = [
     *[row for cfg, epochs, blr, ld, dp, src in (
         (MAE_B, 100, 5e-4, 0.65, 0.1, "mae FINETUNE.md:67-73"),
         (MAE_L, 50, 1e-3, 0.75, 0.2, "mae FINETUNE.md:86-92"),
-        (MAE_H, 50, 1e-3, 0.75, 0.3, "mae FINETUNE.md:102-108")) for row in (
+        (MAE_H, 50, 1e-3, 0.75, 0.3, "mae FINETUNE.md:102-108"),
+        (MAE_L_DEC, 50, 1e-3, 0.75, 0.2, "mae FINETUNE.md:86-92"),
+        (MAE_H_DEC, 50, 1e-3, 0.75, 0.3, "mae FINETUNE.md:102-108")) for row in (
         Official(cfg, "effective batch", "derived.effective_batch", 1024, f"{src}; FINETUNE.md:77"),
         Official(cfg, "epochs", "train.epochs", epochs, src),
         Official(cfg, "base lr", "train.blr", blr, src),
@@ -239,12 +248,6 @@ ROWS: list[Official] = [
              "#9", note="launch/compare.py NOTE_MERGE_OFF"),
 
     # ---- missing paper rows (#9)
-    Official("image/configs/ablation_distance.yaml", "Table 1 distance axis", "sweep:tome.distance",
-             ["cosine", "euclidean", "dot"], "ToMe paper Table 1",
-             note="tome/distance.py; tests/tome/test_matching.py"),
-    Official("image/configs/ablation_matching.yaml", "Table 2 matching algorithms", "sweep:tome.matching",
-             ["bipartite", "random", "kmeans", "greedy", "random_prune"], "ToMe paper Table 2",
-             note="tome/matching.py; tests/tome/test_matching.py"),
     Official("image/configs/deit_s16_tome_sweep.yaml", "Table 4 DeiT-S at several r", "sweep:tome.r",
              [0, 8, 13, 16], "ToMe paper Table 4 (r=8, 13, 16: 79.7 / 79.4 / 79.1 top-1, as indexed "
              "by Papers with Code); README.md:74 (r=13: 79.36)"),
@@ -257,4 +260,61 @@ ROWS: list[Official] = [
              0, "ToMe README.md:113, :115"),
     Official("audio/configs/audiomae_as2m_sweep.yaml", "Audio-MAE r sweep to find 2x", "sweep:tome.r",
              [0, 8, 16, 24, 32, 40], "ToMe abstract (2x at -0.4 mAP)"),
+
+    # ---- the paper's image tables, row for row (#24)
+    Official(ABL.format("base"), "Table 1 and 2 setting: r = 8", "tome.eval_r", [8],
+             f"{PAPER} Table 1 caption (\"using r = 8\")", issue="24"),
+    Official(ABL.format("base"), "Table 1 and 2 model: MAE ViT-L/16 fine-tuned, off-the-shelf",
+             "model.name", "mae_vit_large_patch16", f"{PAPER} Table 1 caption", issue="24"),
+    *[row for name, panel, key, values, table in (
+        ("metric", "t1a", "tome.metric", ["x_pre", "x", "k", "q", "v"], "Table 1a"),
+        ("distance", "t1b", "tome.distance", ["euclidean", "cosine", "dot", "softmax"], "Table 1b"),
+        ("heads", "t1c", "tome.heads", ["concat", "mean"], "Table 1c"),
+        ("mode", "t1d", "tome.mode", ["keep", "max", "mean", "wavg"], "Table 1d"),
+        ("partition", "t1e", "tome.partition", ["sequential", "alternating", "random"], "Table 1e"),
+        ("prop_attn", "t1f", "tome.prop_attn", [False, True], "Table 1f (mae rows)"),
+        ("prop_attn_augreg", "t1f", "tome.prop_attn", [False, True], "Table 1f (augreg rows)"),
+        ("matching", "t2", "tome.matching", ["random_prune", "attn_prune", "greedy", "bipartite"],
+         "Table 2 (prune random, prune attn-based, greedy, bipartite)"),
+        ("kmeans", "t2", "tome.kmeans_iters", [2, 5], "Table 2 (kmeans 2 iter, 5 iter)"))
+      for row in (
+        Official(ABL.format(name), f"{table}: the panel's settings", f"sweep:{key}", values,
+                 f"{PAPER} {table}", issue="24", note=f"docs/api_options.md; {TABLE_TESTS}"),
+        Official(ABL.format(name), f"{table}: panel id", "paper", panel, f"{PAPER} {table}", issue="24",
+                 note="launch/engine/paper_ids.py"),
+    )],
+    Official(ABL.format("kmeans"), "Table 2 k-means rows: matching kmeans", "tome.matching", "kmeans",
+             f"{PAPER} Table 2", issue="24"),
+    Official(ABL.format("prop_attn_augreg"), "Table 1f AugReg rows: AugReg ViT-L/16", "model.name",
+             "vit_large_patch16_224.augreg_in21k_ft_in1k", f"{PAPER} Table 1f; ToMe README.md:65", issue="24"),
+    Official(ABL.format("prop_attn_augreg"), "Table 1 setting: r = 8", "tome.eval_r", [8],
+             f"{PAPER} Table 1 caption (\"using r = 8\")", issue="24"),
+    Official(ABL.format("prop_attn_augreg"), "AugReg eval crop 0.875 (Resize int(256/224 x size))",
+             "data.crop_pct", 0.875, "ToMe examples/0_validation_timm.ipynb (transforms.Resize(int((256 / "
+             "224) * input_size)), CenterCrop)", issue="24"),
+    Official(ABL.format("prop_attn_augreg"), "accuracy and throughput in fp32", "eval.amp", "none",
+             f"{PAPER} Table 1 caption (fp32 throughput on a V100)", issue="24"),
+    *[row for cfg, r, panel_row in ((MAE_L_DEC, 8, "t3_vit_l_r8_dec"), (MAE_H_DEC, 7, "t3_vit_h_r7_dec"))
+      for row in (
+        Official(cfg, "Table 3: trained at r", "tome.r", r, f"{PAPER} Table 3", issue="24"),
+        Official(cfg, "Table 3: decreasing schedule (r, -1)", "tome.inflection", -1.0,
+                 f"{PAPER} Table 3; {DECREASING}", issue="24", note="tome/schedule.py; tests/tome/test_schedule.py"),
+        Official(cfg, "Table 3: row id", "paper", panel_row, f"{PAPER} Table 3", issue="24",
+                 note="launch/engine/paper_ids.py"),
+    )],
+    *[Official(cfg, f"{table}: row id", "paper", panel_row, f"{PAPER} {table}", issue="24",
+               note="launch/engine/paper_ids.py")
+      for cfg, panel_row, table in (
+        (MAE_L, "t3_vit_l_r8", "Table 3"), ("image/configs/mae_vit_l16_baseline.yaml", "t3_vit_l_base", "Table 3"),
+        (MAE_H, "t3_vit_h_r7", "Table 3"), ("image/configs/mae_vit_h14_baseline.yaml", "t3_vit_h_base", "Table 3"),
+        (DEIT_S_BASE, "t4_deit_s_base", "Table 4"), (DEIT_S, "t4_deit_s_r13", "Table 4"),
+        ("image/configs/augreg_vit_s16.yaml", "t4_augreg_s_r13", "Table 4"))],
+    Official(MAE_L, "Table 3: constant r = 8", "tome.r", 8, f"{PAPER} Table 3; ToMe README.md:112", issue="24"),
+    Official(MAE_H, "Table 3: constant r = 7", "tome.r", 7, f"{PAPER} Table 3; ToMe README.md:113", issue="24"),
+    Official(DEIT_S, "Table 4: trained at r = 13", "tome.r", 13, f"{PAPER} Table 4; ToMe README.md:74", issue="24"),
+    Official(DEIT_S_BASE, "Table 4 baseline: trained without merging", "tome.r", 0, f"{PAPER} Table 4",
+             issue="24", note="training speed-up: launch/runs/report.py _training_speedups"),
+    Official("image/configs/augreg_vit_s16.yaml", "Table 4: AugReg ViT-S/16 off-the-shelf",
+             "model.name", "vit_small_patch16_224.augreg_in21k_ft_in1k", f"{PAPER} Table 4; ToMe README.md:63",
+             issue="24"),
 ]

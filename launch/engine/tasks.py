@@ -138,7 +138,8 @@ def tome_options(cfg) -> dict:
     """The ``tome:`` options every patch takes (the audio patch adds ``band``/``window``)."""
     t = cfg.tome
     return dict(prop_attn=t.prop_attn, metric=t.metric, mode=t.mode, matching=t.matching,
-                distance=t.distance, attn=t.attn)
+                distance=t.distance, attn=t.attn, heads=t.heads, partition=t.partition,
+                kmeans_iters=t.kmeans_iters)
 
 
 def check_checkpoint(path: Optional[str], cfg, task: Optional["Task"] = None) -> None:

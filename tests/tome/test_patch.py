@@ -170,7 +170,7 @@ def test_gradients_reach_every_parameter(variant):
 
 
 @pytest.mark.parametrize("variant", ["augreg", "mae_avgpool"])
-@pytest.mark.parametrize("metric", ["k", "q", "v", "x"])
+@pytest.mark.parametrize("metric", ["k", "q", "v", "x", "x_pre"])
 @pytest.mark.parametrize("prop_attn", [True, False])
 def test_merges_and_outputs_match_the_direct_computation(variant, metric, prop_attn):
     """Against tests/oracle.py (explicit softmax attention, the paper's matching, sets of input
@@ -192,7 +192,7 @@ def test_each_ablation_option_changes_what_the_oracle_says_it_changes():
     model = timm_model("augreg").eval()
     x = input_for("augreg")
     base_logits, base_groups, _ = direct_forward(model, x, [3, 3, 3], True, "k")
-    for metric in ("q", "v", "x"):
+    for metric in ("q", "v", "x", "x_pre"):
         assert direct_forward(model, x, [3, 3, 3], True, metric)[1] != base_groups, metric
     no_prop = direct_forward(model, x, [3, 3, 3], False, "k")[0]
     assert (no_prop - base_logits).abs().max() > 1e-3

@@ -202,7 +202,7 @@ def test_patched_model_keeps_only_its_options_after_a_call():
         model(input_for("mae_avgpool"))
     fields = set(vars(model._tome))
     assert fields == {"r", "protected", "prop_attn", "trace_source", "metric", "mode", "matching", "distance", "attn",
-                      "groups"}
+                      "groups", "heads", "partition", "kmeans_iters"}
     assert tome.tome_info(model) is model._tome
 
 

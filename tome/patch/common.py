@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.utils.checkpoint
 
+from ..merge import merge_step
 from ..schedule import parse_r
 from ..state import ToMeInfo, TokenState, wants_source
 
@@ -79,3 +80,13 @@ def unpatch(model: torch.nn.Module) -> torch.nn.Module:
         if "_tome" in module.__dict__:
             del module.__dict__["_tome"]
     return model
+
+
+def merge_first(info: ToMeInfo, x: torch.Tensor, r: int, size, source, groups):
+    """Metric ``x_pre`` (the paper's Table 1a X_pre): merge at the start of the block, comparing
+    the input tokens themselves, so attention already runs on the merged tokens. Returns the new
+    state and the ``r`` left to merge after attention (0 once merged here; ``r`` otherwise)."""
+    if r <= 0 or info.metric != "x_pre":
+        return x, size, source, groups, r
+    x, size, source, groups = merge_step(x, x, r, size, source, groups, **info.merge_options())
+    return x, size, source, groups, 0

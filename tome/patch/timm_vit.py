@@ -11,24 +11,26 @@ from torch import nn
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 
-from ..attention import attention, pick_metric
+from ..attention import attention, attention_metric, pick_metric
+from ..matching import KMEANS_ITERS
 from ..merge import merge_step
 from ..threads import calling_thread
 from ..state import ToMeInfo, recalled, record, remember
-from .common import ScheduleProperty, init_state, run_block, run_blocks, swap_class
+from .common import ScheduleProperty, init_state, merge_first, run_block, run_blocks, swap_class
 
 _CLASSES: dict = {}
 _POOLS = ("", "token", "avg", "max", "avgmax")
 
 
 class ToMeAttentionMixin:
-    def tome_forward(self, x: torch.Tensor, size, prop_attn: bool, metric: str, attn: str = "sdpa"):
+    def tome_forward(self, x: torch.Tensor, size, prop_attn: bool, metric: str, attn: str = "sdpa",
+                     heads: str = "mean"):
         batch, num_tokens, _ = x.shape
         gate = self.gate(x).sigmoid() if self.gate is not None else None
         qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, self.head_dim)
         # Head-averaged keys straight from the projection's layout (one cheap pass); with a
         # key norm, average the normed keys instead.
-        fast_metric = metric == "k" and isinstance(self.k_norm, nn.Identity)
+        fast_metric = metric == "k" and heads == "mean" and isinstance(self.k_norm, nn.Identity)
         key_metric = None
         if fast_metric:
             with calling_thread(x, elements=x.numel()):  # small: no OpenMP barrier (tome/threads.py)
@@ -44,18 +46,22 @@ class ToMeAttentionMixin:
         if gate is not None:
             out = out * gate
         out = self.proj_drop(self.proj(out))
-        return out, key_metric if fast_metric else pick_metric(metric, x, q, k, v)
+        if fast_metric:
+            return out, key_metric
+        return out, pick_metric(metric, x, q, k, v, heads, size if prop_attn else None, self.scale)
 
 
 class ToMeBlockMixin:
     def tome_forward(self, x, size, source, groups, r: int):
         info = self._tome
-        h, metric = self.attn.tome_forward(self.norm1(x), size, info.prop_attn, info.metric, info.attn)
+        x, size, source, groups, r = merge_first(info, x, r, size, source, groups)
+        h, metric = self.attn.tome_forward(self.norm1(x), size, info.prop_attn,
+                                           attention_metric(info.metric, info.matching), info.attn,
+                                           info.heads)
         x = x + self.drop_path1(self.ls1(h))
-        if r > 0:
-            x, size, source, groups = merge_step(x, metric, r, size, source, groups,
-                                                 protected=info.protected, mode=info.mode,
-                                                 matching=info.matching, distance=info.distance)
+        if r > 0:  # metric None: the tokens themselves (metric "x")
+            x, size, source, groups = merge_step(x, x if metric is None else metric, r, size, source,
+                                                 groups, **info.merge_options())
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         return x, size, source, groups
 
@@ -224,18 +230,22 @@ def _check_supported(model) -> None:
 
 def patch_timm(model: VisionTransformer, trace_source: bool = False, prop_attn: bool = True,
                metric: str = "k", mode: str = "wavg", matching: str = "bipartite",
-               distance: str = "cosine", attn: str = "sdpa") -> VisionTransformer:
+               distance: str = "cosine", attn: str = "sdpa", heads: str = "mean",
+               partition: str = "alternating", kmeans_iters: int = KMEANS_ITERS) -> VisionTransformer:
     """Patch a timm ViT in place; then set ``model.r``. Returns the model.
 
     ``model._tome`` holds these options only. The sizes, token counts and (with
     ``trace_source=True``) source maps of a call are read with ``tome.trace()``.
     ``attn``: the attention backend, "sdpa" | "flex" | "eager" (see ``tome.attention``).
+    ``metric``, ``heads``, ``distance``, ``mode``, ``partition``, ``matching``, ``kmeans_iters``:
+    the paper's ablation options (:class:`tome.ToMeInfo`, docs/api_options.md).
     """
     _check_supported(model)
     old = getattr(model, "_tome", None)
     info = ToMeInfo(r=old.r if old else 0, protected=model.num_prefix_tokens, prop_attn=prop_attn,
                     trace_source=trace_source, metric=metric, mode=mode, matching=matching,
-                    distance=distance, attn=attn)
+                    distance=distance, attn=attn, heads=heads, partition=partition,
+                    kmeans_iters=kmeans_iters)
     swap_class(model, ToMeVisionTransformerMixin, _CLASSES)
     model._tome = info
     for blk in model.blocks:

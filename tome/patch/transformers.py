@@ -34,10 +34,11 @@ from typing import Optional
 import torch
 import torch.utils.checkpoint
 
-from ..attention import attention, pick_metric
+from ..attention import attention, attention_metric, pick_metric
+from ..matching import KMEANS_ITERS
 from ..merge import merge_step
 from ..state import ToMeInfo, record
-from .common import ScheduleProperty, init_state, run_block
+from .common import ScheduleProperty, init_state, merge_first, run_block
 
 _CLASSES: dict = {}
 FAMILIES = ("vit", "deit", "vitmae", "videomae", "ast")
@@ -68,14 +69,16 @@ def _self_attention(x, size, info, q_proj, k_proj, v_proj, head_dim, scale, drop
     # the patch's one attention call: log(size) of the keys by the model's backend (info.attn)
     out = attention(q, k, v, size if info.prop_attn else None, info.attn, dropout_p, scale)
     out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
-    return out, pick_metric(info.metric, x, q, k, v)
+    return out, pick_metric(attention_metric(info.metric, info.matching), x, q, k, v, info.heads,
+                            size if info.prop_attn else None, scale)
 
 
 def _merge(info, x, metric, r, size, source, groups):
     if r <= 0:
         return x, size, source, groups
-    return merge_step(x, metric, r, size, source, groups, protected=info.protected, mode=info.mode,
-                      matching=info.matching, distance=info.distance)
+    # metric None: the tokens themselves (metric "x")
+    return merge_step(x, x if metric is None else metric, r, size, source, groups,
+                      **info.merge_options())
 
 
 class ToMeViTLayerMixin:
@@ -84,6 +87,7 @@ class ToMeViTLayerMixin:
     def tome_forward(self, x, size, source, groups, r: int):
         info, att = self._tome, self.attention
         dropout_p = att.attention_dropout if self.training else 0.0
+        x, size, source, groups, r = merge_first(info, x, r, size, source, groups)
         h, metric = _self_attention(self.layernorm_before(x), size, info, att.q_proj, att.k_proj,
                                     att.v_proj, att.head_dim, att.scaling, dropout_p)
         x = x + self.dropout(att.o_proj(h))
@@ -98,6 +102,7 @@ class ToMeVideoMAELayerMixin:
     def tome_forward(self, x, size, source, groups, r: int):
         info, att = self._tome, self.attention.attention
         dropout_p = att.dropout_prob if self.training else 0.0
+        x, size, source, groups, r = merge_first(info, x, r, size, source, groups)
         h, metric = _self_attention(self.layernorm_before(x), size, info, att.query, att.key,
                                     att.value, att.attention_head_size, att.scaling, dropout_p)
         x = x + self.attention.output.dropout(self.attention.output.dense(h))
@@ -268,10 +273,13 @@ def ast_grid(base) -> tuple:
 def patch_transformers(model: torch.nn.Module, trace_source: bool = False, prop_attn: bool = True,
                        metric: str = "k", mode: str = "wavg", matching: str = "bipartite",
                        distance: str = "cosine", attn: str = "sdpa", band: Optional[int] = None,
-                       window: Optional[int] = None) -> torch.nn.Module:
+                       window: Optional[int] = None, heads: str = "mean",
+                       partition: str = "alternating",
+                       kmeans_iters: int = KMEANS_ITERS) -> torch.nn.Module:
     """Patch a transformers ViT / DeiT / ViTMAE / VideoMAE / AST model (or a module holding one)
     in place; then set ``model.r``. ``band``/``window`` (AST only) keep merges inside frequency
-    bands / time windows of that many patches. Returns the model."""
+    bands / time windows of that many patches; the other options are those of
+    :class:`tome.ToMeInfo`. Returns the model."""
     classes = _family_classes()
     family, base = _find(model, classes)
     if base is None:
@@ -293,7 +301,8 @@ def patch_transformers(model: torch.nn.Module, trace_source: bool = False, prop_
     old = getattr(model, "_tome", None)
     info = ToMeInfo(r=old.r if old else 0, protected=_protected(family, base), prop_attn=prop_attn,
                     trace_source=trace_source, metric=metric, mode=mode, matching=matching,
-                    distance=distance, attn=attn, groups=groups)
+                    distance=distance, attn=attn, groups=groups, heads=heads, partition=partition,
+                    kmeans_iters=kmeans_iters)
     # The VideoMAE classifier pools: it gets its own forward (size-weighted mean).
     head = next((m for m in model.modules() if getattr(m, "videomae", None) is base
                  and hasattr(m, "fc_norm")), None)
