@@ -276,7 +276,7 @@ class Config:
     launch: LaunchConfig
     sweep: dict = field(default_factory=dict)
     stages: list = field(default_factory=list)
-    paper: Optional[str] = None             # id of the published row this config reproduces
+    paper: Optional[str] = None             # published row or table panel this config reproduces (paper.py)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -308,9 +308,9 @@ def build_config(raw: dict) -> Config:
 
 
 def _check_paper(paper_id):
-    from .paper import ROWS
-    if paper_id is not None and paper_id not in ROWS:
-        raise ConfigError(f"paper must be one of {', '.join(ROWS)}, got {paper_id!r}")
+    from .paper import known_ids
+    if paper_id is not None and paper_id not in known_ids():
+        raise ConfigError(f"paper must be one of {', '.join(known_ids())}, got {paper_id!r}")
     return paper_id
 
 
