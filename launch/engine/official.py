@@ -85,6 +85,8 @@ ROWS: list[Official] = [
              "(ViT-B '180 x 3 x 7'); mae_st main_test.py:188-189 uses 10 x 3", issue="14, 24"),
     Official("video/configs/vitb_k400.yaml", "test views: spatial crops (MAE-ST protocol)", "data.num_spatial_crops",
              3, "PySlowFast projects/mae/README.md:18-20; mae_st util/kinetics.py:45", issue="14"),
+    Official("video/configs/vitb_k400_baseline.yaml", "Table 5's ViT-B comparison row: without merging, 3 x 7 views",
+             "paper", "t5_vit_b_mae", "ToMe paper (arXiv v1) Table 5 ('180 x 3 x 7')", issue="24"),
     Official(K400, "test clip: 64-frame span, floored start, linspace indices", None, None,
              "mae_st util/decoder/decoder.py, util/kinetics.py",
              note="video/transforms.py clip_indices; tests/video/test_video_data.py"),

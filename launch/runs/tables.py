@@ -12,7 +12,8 @@ runs), on everything that makes the paper's number what it is:
 * the test views (video: spatial crops x temporal clips);
 * the config settings the row names (``match``): feature, distance, model, ...
 
-A config that names a row (not a panel) fills that row only, in its own panel. A row no run
+A config that names a row (not a panel) fills that row, and in the panels that draw on its panel
+only the rows made the same way (r, schedule, training). A row no run
 matches says "not run"; a result that matches no row of its panel is listed under the table.
 Ours: the metric with its standard error, GFLOPs, and the speed-up over the model without merging
 measured in the same run (paired interleaved rounds; older records: over the run's r=0 record).
@@ -116,15 +117,23 @@ def mismatch(row, cfg: dict, result: dict) -> Optional[str]:
     return None
 
 
+def _trainings(row) -> set:
+    return {"none", "plain"} if row.training == "either" else {row.training}
+
+
 def candidates(paper_id) -> dict:
-    """panel id -> the rows a run naming ``paper_id`` may fill there."""
+    """panel id -> the rows a run naming ``paper_id`` may fill there: a panel id, every row of the
+    panel and of the panels that draw on it; a row id, that row and the rows elsewhere made the
+    same way (r, schedule, training)."""
     home = panel_of(paper_id)
     if home is None:
         return {}
-    out = {home: [TABLE_ROWS[paper_id]] if paper_id in TABLE_ROWS else panel_rows(home)}
+    named = TABLE_ROWS.get(paper_id)
+    out = {home: [named] if named else panel_rows(home)}
     for panel in PANELS.values():
         if home in panel.uses:
-            out[panel.id] = panel_rows(panel.id)
+            out[panel.id] = [r for r in panel_rows(panel.id) if named is None or (
+                (r.r, r.schedule) == (named.r, named.schedule) and _trainings(r) & _trainings(named))]
     return out
 
 
