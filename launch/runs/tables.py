@@ -57,7 +57,7 @@ def config_value(cfg: dict, key: str):
 
 def training_of(cfg: dict) -> str:
     """none (evaluated as loaded), merge (fine-tuned with merging) or plain (without)."""
-    if not config_value(cfg, "train.epochs") or config_value(cfg, "train.epochs") is MISSING:
+    if config_value(cfg, "train.epochs") in (MISSING, None, 0):
         return "none"
     r = config_value(cfg, "tome.r")
     merged = any(r) if isinstance(r, list) else r not in (0, None, MISSING)
