@@ -99,7 +99,7 @@ def read_run(run_dir: str) -> Optional[dict]:
 def mismatch(row, cfg: dict, result: dict) -> Optional[str]:
     """Why ``result`` of a run with config ``cfg`` does not stand beside ``row`` (None: it does)."""
     if result.get("r") != row.r:
-        return f"r={result.get('r')}, the row's is {row.r}"
+        return f"the row's r is {row.r}"
     training = training_of(cfg)
     wanted = {"either": ("none", "plain")}.get(row.training, (row.training,))
     if training not in wanted:
@@ -289,8 +289,11 @@ def panel_lines(panel_id: str, found: dict, root: str = "") -> tuple[list, list]
     notes = [f"Paper: {', '.join(sources)}." + (" * the paper's default." if any(r.default for r in rows) else "")]
     if panel.note:
         notes.append(f"Note: {panel.note}.")
+    grouped: dict = {}  # one line per run and reason, its evaluated r listed
     for run, r, reason in found["unmatched"].get(panel_id, []):
-        notes.append(f"Not matched: {os.path.relpath(run, root) if root else run} r={r} ({reason}).")
+        grouped.setdefault((run, reason), []).append(str(r))
+    for (run, reason), rs in grouped.items():
+        notes.append(f"Not matched: {os.path.relpath(run, root) if root else run} r={', '.join(rs)} ({reason}).")
     return lines + [""] + notes, records
 
 

@@ -232,8 +232,8 @@ def test_runs_fill_their_rows_and_wrong_settings_fill_none(runs, tmp_path):
     assert ("| ToMe r=40 constant, off-the-shelf | 43.1 | 43.00 | -0.10 | 0.20 | 24.7 | 0.5 | 200 | 1.94 | 2.00 "
             "| a_offshelf (r=40) |") in md
     assert "| baseline trained by the authors | 46.4 | not run |" in md
-    assert "Not matched: v_3x7 r=65 (no row has its settings)." in md
-    assert "Not matched: v_r45 r=45 (r=45, the row's is 55)." in md
+    assert "Not matched: v_3x7 r=0, 65 (no row has its settings)." in md
+    assert "Not matched: v_r45 r=45 (the row's r is 55)." in md
     assert "Not matched: v_const r=65 (schedule constant, the row's is decreasing)." in md
     # every table is laid out, "not run" wherever no run stands
     for heading in ("## Table 1", "### (f) proportional", "## Table 2", "## Table 3", "## Table 4", "## Table 5",
