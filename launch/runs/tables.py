@@ -18,7 +18,7 @@ matches says "not run"; a result that matches no row of its panel is listed unde
 Ours: the metric with its standard error, GFLOPs, and the speed-up over the model without merging
 measured in the same run (paired interleaved rounds; older records: over the run's r=0 record).
 Training-time ratios (Tables 4 and 6) compare the run's fine-tuning wall-clock with a run fine-tuned
-without merging for the same epochs (same task and model) among the runs read.
+without merging for the same epochs (same task and model) among the runs read, both complete.
 """
 from __future__ import annotations
 
@@ -144,13 +144,19 @@ def _speedup(result: dict, results: list) -> Optional[float]:
     return result["throughput"] / base if result.get("throughput") and base else None
 
 
+def _complete(run: dict) -> bool:
+    """Trained for all its epochs: one log.jsonl record per configured epoch."""
+    return bool(run["train_s"]) and run["epochs"] == config_value(run["cfg"], "train.epochs")
+
+
 def _train_ratio(run: dict, runs: list, kind: Optional[str]) -> Optional[float]:
     """Fine-tuning wall-clock of ``run`` against a run of the same task and model fine-tuned
-    without merging for the same epochs: baseline / ours (kind speed) or ours / baseline (time)."""
-    if kind is None or not run["train_s"] or training_of(run["cfg"]) == "none":
+    without merging for the same epochs, both complete: baseline / ours (kind speed) or ours /
+    baseline (time)."""
+    if kind is None or training_of(run["cfg"]) == "none" or not _complete(run):
         return None
     key = (run["cfg"].get("task"), model_of(run["cfg"]), config_value(run["cfg"], "train.epochs"))
-    base = next((b["train_s"] for b in runs if b["train_s"] and training_of(b["cfg"]) == "plain"
+    base = next((b["train_s"] for b in runs if _complete(b) and training_of(b["cfg"]) == "plain"
                  and (b["cfg"].get("task"), model_of(b["cfg"]), config_value(b["cfg"], "train.epochs")) == key),
                 None)
     if not base:

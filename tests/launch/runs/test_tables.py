@@ -165,6 +165,9 @@ def runs(tmp_path):
                [_result(65, value=84.6, speedup=2.1)], epoch_seconds=(5.0, 5.0))
     _write_run(root, "v_base", _demo("video", "paper=t5_vit_l_base", "train.epochs=2", *l10),
                [_result(0, value=84.9)], epoch_seconds=(10.0, 10.0))
+    # an unfinished baseline (1 of 2 epochs logged, read first) is no training-time reference
+    _write_run(root, "v_a_base_half", _demo("video", "paper=t5_vit_l_base", "train.epochs=2", *l10),
+               [_result(0, value=84.9)], epoch_seconds=(2.0,))
     _write_run(root, "v_dec", _demo("video", "paper=t5_r65_dec_offshelf", "train.epochs=0", "tome.inflection=-1",
                                     *l10), [_result(65, value=82.0, speedup=3.2)])
     # must not match: MAE-ST's 3 x 7 views on the 1 x 10 rows; the r55 row at r=45; a constant
@@ -206,9 +209,9 @@ def test_runs_fill_their_rows_and_wrong_settings_fill_none(runs, tmp_path):
     matches = out["found"]["matches"]
     owners = {rid: sorted(os.path.basename(c["run"]) for c in cells) for rid, cells in matches.items()}
     assert owners == {
-        "t5_vit_l_base": ["v_base", "v_offshelf"], "t5_r65_offshelf": ["v_offshelf"],
+        "t5_vit_l_base": ["v_a_base_half", "v_base", "v_offshelf"], "t5_r65_offshelf": ["v_offshelf"],
         "t5_r65_trained": ["v_trained"], "t5_r65_dec_offshelf": ["v_dec"],
-        "t6_base": ["v_base"], "t6_r65_trained": ["v_trained"], "t6_r65_dec_offshelf": ["v_dec"],
+        "t6_base": ["v_a_base_half", "v_base"], "t6_r65_trained": ["v_trained"], "t6_r65_dec_offshelf": ["v_dec"],
         "f5_c4_r0": ["v_clips4"], "f5_c4_r55": ["v_clips4"],
         "t7_base": ["a_offshelf"], "t7_r20_offshelf": ["a_offshelf"], "t7_r40_offshelf": ["a_offshelf"],
         "t7_r40_trained": ["a_r40"], "t1a_q": ["i_q"]}
