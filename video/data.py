@@ -166,9 +166,9 @@ class VideoClipDataset(Dataset):
         return clip
 
     def _eval_view(self, clip: torch.Tensor, spatial_idx: int) -> torch.Tensor:
-        # Float resize without antialiasing, long side floored, centre offsets ceiled: MAE-ST's test
-        # views (util/decoder/transform.py). Resizing before normalising equals resizing after
-        # (both are affine per channel), up to float rounding.
+        # MAE-ST's test views: short side to the view's scale with the long side rounded half up
+        # (its decoder's frame size), centre offsets ceiled (util/decoder/transform.py). Resizing
+        # before normalising equals resizing after (both are affine per channel), up to float rounding.
         if self.num_spatial_crops == 1:
             clip = T.uniform_crop(T.resize_short_side_float(clip, self.short_side), self.crop_size, 1)
         else:

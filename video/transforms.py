@@ -68,15 +68,33 @@ def resize_short_side(clip: torch.Tensor, size: int) -> torch.Tensor:
     return TF.resize(clip, list(new), interpolation=InterpolationMode.BILINEAR, antialias=True)
 
 
+def decoded_short_side_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """(height, width) with the short side at ``size`` and the long side rounded half up, as the
+    frames of MAE-ST's test views come out of its decoder.
+
+    MAE-ST resizes test frames while decoding (``util/decoder/decoder.py`` ``decode`` passes
+    ``max_spatial_scale`` as torchvision's ``video_min_dimension``), and torchvision's decoder sizes
+    them in ``csrc/io/decoder/util.cpp`` ``setFormatDimensions``: ``round(long * size / short)``.
+    The later ``random_short_side_scale_jitter`` of ``spatial_sampling`` then finds the short side
+    already at ``size`` and leaves the frames alone. Landscape means width > height; a square
+    frame goes to ``size`` x ``size``. 340 x 256 at 224: 297.5 -> 298; 320 x 240: 298.67 -> 299.
+    """
+    if w > h:
+        return size, int(math.floor(w * size / h + 0.5))
+    return int(math.floor(h * size / w + 0.5)), size
+
+
 def resize_short_side_float(clip: torch.Tensor, size: int) -> torch.Tensor:
-    """Float (T, C, H, W) copy of ``clip`` with its short side at ``size``, the way MAE-ST's test
-    pipeline resizes: bilinear ``F.interpolate`` (align_corners=False, no antialiasing) on float
-    frames, skipped when the short side already has that length."""
+    """Float (T, C, H, W) copy of ``clip`` with its short side at ``size`` and MAE-ST's test-view
+    frame size (:func:`decoded_short_side_shape`), skipped when the short side already has that
+    length. The pixels are resampled by bilinear ``F.interpolate`` (align_corners=False, no
+    antialiasing); MAE-ST's decoder resamples with swscale's area filter while converting to RGB,
+    so sizes and crop offsets match it exactly and pixel values only closely."""
     x = clip.float()
     h, w = x.shape[-2:]
-    if (w <= h and w == size) or (h <= w and h == size):
+    if min(h, w) == size:
         return x
-    return torch.nn.functional.interpolate(x, size=short_side_shape(h, w, size), mode="bilinear",
+    return torch.nn.functional.interpolate(x, size=decoded_short_side_shape(h, w, size), mode="bilinear",
                                            align_corners=False)
 
 

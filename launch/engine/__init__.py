@@ -2,7 +2,7 @@
 
 - the contract a modality fills in: ``tasks`` (Task, the plugin table), ``errors`` (ConfigError);
 - the config: ``config`` (schema, loading, validation), ``paper`` and ``official`` (published
-  rows and official recipe values, with their sources);
+  rows and tables, official recipe values, with their sources);
 - the loop: ``loop`` (train, evaluate, run), ``optim``, ``lr_schedule``, ``mixup``, ``steps``
   (batch and lr arithmetic), ``distributed``, ``throughput`` and ``timing``;
 - data: ``data`` (seeded datasets, the epoch sampler, stand-ins for unreadable files),

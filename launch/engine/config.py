@@ -279,7 +279,7 @@ class Config:
     launch: LaunchConfig
     sweep: dict = field(default_factory=dict)
     stages: list = field(default_factory=list)
-    paper: Optional[str] = None             # id of the published row (or table panel) this config reproduces
+    paper: Optional[str] = None             # published row or table panel this config reproduces (paper.py)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -311,12 +311,9 @@ def build_config(raw: dict) -> Config:
 
 
 def _check_paper(paper_id):
-    """A published row (launch/engine/paper.py) or a table's panel or row id (paper_ids.py)."""
-    from .paper import ROWS
-    from .paper_ids import IDS
-    if paper_id is not None and paper_id not in ROWS and paper_id not in IDS:
-        raise ConfigError(f"paper must be one of {', '.join(dict.fromkeys([*ROWS, *IDS]))}, "
-                          f"got {paper_id!r}")
+    from .paper import known_ids
+    if paper_id is not None and paper_id not in known_ids():
+        raise ConfigError(f"paper must be one of {', '.join(known_ids())}, got {paper_id!r}")
     return paper_id
 
 

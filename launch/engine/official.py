@@ -37,7 +37,7 @@ MAE_B, MAE_L, MAE_H = ("image/configs/mae_vit_b16_tome.yaml", "image/configs/mae
                        "image/configs/mae_vit_h14_tome.yaml")
 OFFSHELF_PROP = "ToMe tome/patch/mae.py:71,79 (prop_attn=False); README.md:115 (leave False off-the-shelf)"
 
-PAPER = "ToMe paper (arXiv v1)"  # tables transcribed from its images, see launch/engine/paper_ids.py
+PAPER = "ToMe paper (arXiv v1)"  # tables transcribed from its images, see launch/engine/paper.py
 ABL = "image/configs/ablation_{}.yaml"
 MAE_L_DEC, MAE_H_DEC = "image/configs/mae_vit_l16_tome_dec.yaml", "image/configs/mae_vit_h14_tome_dec.yaml"
 DEIT_S_BASE = "image/configs/deit_s16_baseline.yaml"
@@ -74,26 +74,48 @@ ROWS: list[Official] = [
              "mae_st main_finetune.py:155-160 (--reprob 0.25)"),
     Official(K400, "random erasing mode", "data.random_erase_mode", "pixel",
              "mae_st main_finetune.py:162-165 (--remode pixel)"),
-    Official(K400, "test views: temporal clips (published MAE-ST numbers)", "data.num_temporal_clips", 7,
-             "PySlowFast projects/mae/README.md:19 ('598 x 3 x 7', ViT-L 84.8); mae_st main_test.py:"
-             "188-189 uses 10 x 3", issue="14"),
-    Official(K400, "test views: spatial crops", "data.num_spatial_crops", 3,
-             "PySlowFast projects/mae/README.md:18-20; mae_st util/kinetics.py:45", issue="14"),
+    Official(K400, "test views: temporal clips (the paper's ViT-L rows)", "data.num_temporal_clips", 10,
+             "ToMe paper (arXiv v1) Table 5 ('281 x 1 x 10'; the ToMe rows and their baseline)", issue="24"),
+    Official(K400, "test views: spatial crops (the paper's ViT-L rows)", "data.num_spatial_crops", 1,
+             "ToMe paper (arXiv v1) Table 5", issue="24"),
+    Official("video/configs/vitl_k400_offshelf.yaml", "test views: 1 crop x 10 clips (the paper's ViT-L rows)",
+             "data.num_temporal_clips", 10, "ToMe paper (arXiv v1) Table 5 ('598 x 1 x 10')", issue="24"),
+    Official("video/configs/vitl_k400_offshelf_r55.yaml", "test views: 4 clips for the r=55 row",
+             "data.num_temporal_clips", 4, "ToMe paper (arXiv v1) Table 5 ('325 x 1 x 4')", issue="24"),
+    Official("video/configs/vitl_k400_clips.yaml", "Fig. 5: total clips", "sweep:data.num_temporal_clips",
+             [1, 2, 4, 8, 16], "ToMe paper (arXiv v1) Fig. 5", issue="24"),
+    Official("video/configs/vitl_k400_clips.yaml", "Fig. 5: baseline and r = 45, 55, 65", "tome.eval_r",
+             [0, 45, 55, 65], "ToMe paper (arXiv v1) Fig. 5", issue="24"),
+    Official("video/configs/vitb_k400.yaml", "test views: temporal clips (MAE-ST protocol, the paper's ViT-B "
+             "row)", "data.num_temporal_clips", 7,
+             "PySlowFast projects/mae/README.md:19 ('598 x 3 x 7', ViT-L 84.8); ToMe paper (arXiv v1) Table 5 "
+             "(ViT-B '180 x 3 x 7'); mae_st main_test.py:188-189 uses 10 x 3", issue="14, 24"),
+    Official("video/configs/vitb_k400.yaml", "test views: spatial crops (MAE-ST protocol)", "data.num_spatial_crops",
+             3, "PySlowFast projects/mae/README.md:18-20; mae_st util/kinetics.py:45", issue="14"),
+    Official("video/configs/vitb_k400_baseline.yaml", "Table 5's ViT-B comparison row: without merging, 3 x 7 views",
+             "paper", "t5_vit_b_mae", "ToMe paper (arXiv v1) Table 5 ('180 x 3 x 7')", issue="24"),
     Official(K400, "test clip: 64-frame span, floored start, linspace indices", None, None,
              "mae_st util/decoder/decoder.py, util/kinetics.py",
              note="video/transforms.py clip_indices; tests/video/test_video_data.py"),
     Official(K400, "test crop offset: ceiling of half the margin", None, None,
              "mae_st util/decoder/transform.py",
              note="video/transforms.py; tests/video/test_video_data.py"),
-    Official(K400, "cheap single view between epochs, 7 x 3 at the end", "eval.interim_views", "single",
+    Official(K400, "test frame size: short side to the view's scale, long side rounded half up", None, None,
+             "mae_st util/decoder/decoder.py (video_min_dimension); torchvision csrc/io/decoder/util.cpp "
+             "setFormatDimensions", issue="24",
+             note="video/transforms.py decoded_short_side_shape; tests/video/test_video_data.py"),
+    Official(K400, "cheap single view between epochs, all test views at the end", "eval.interim_views", "single",
              "#9 (eval_every 1 evaluated all 7 x 3 views every epoch)",
              note="engine: Task.interim_eval_config; tests/launch/engine/test_recipes.py"),
-    Official(K400, "paper row: merge-trained, base accuracy only (the abstract's 2.2x is off-the-shelf; "
-             "the video table is not readable here)", "paper", "maest_vit_l_k400",
-             "mae_st FINETUNE.md:77; ToMe abstract", note="launch/engine/paper.py"),
-    Official("video/configs/vitl_k400_offshelf.yaml", "paper row: off-the-shelf, the abstract's 2.2x "
-             "(its r is not readable here, so no evaluated r gets it)", "paper", "maest_vit_l_k400_offshelf",
-             "mae_st FINETUNE.md:77; ToMe abstract", note="launch/engine/paper.py"),
+    Official(K400, "paper row: r65 constant, trained", "paper", "t5_r65_trained", "ToMe paper (arXiv v1) Table 5",
+             issue="24", note="launch/engine/paper.py; launch/tables.py"),
+    Official(K400, "trained and evaluated at r=65", "tome.r", 65, "ToMe paper (arXiv v1) Table 5", issue="24"),
+    Official("video/configs/vitl_k400_dec.yaml", "decreasing schedule (r65 decreasing, trained)",
+             "tome.inflection", -1.0, "ToMe paper (arXiv v1) Table 5", issue="24"),
+    Official("video/configs/vitl_k400_offshelf_dec.yaml", "decreasing schedule (r65 decreasing, off-the-shelf)",
+             "tome.inflection", -1.0, "ToMe paper (arXiv v1) Tables 5, 6", issue="24"),
+    Official("video/configs/vitl_k400_offshelf.yaml", "paper rows: the baseline and r65 constant, off-the-shelf",
+             "tome.eval_r", [0, 65], "ToMe paper (arXiv v1) Table 5", issue="24"),
     Official("video/configs/vitl_k400_offshelf.yaml", "proportional attention off (off-the-shelf MAE-ST)",
              "tome.prop_attn", False, OFFSHELF_PROP, issue="14"),
     Official("video/configs/vitl_k400_offshelf.yaml", "evaluation precision fp32", "eval.amp", "none",
@@ -138,8 +160,15 @@ ROWS: list[Official] = [
     Official(AS2M, "head initialised trunc_normal std 2e-5 (no head in the pretrained checkpoint)", None, None,
              "AudioMAE main_finetune_as.py:406", issue="14",
              note="launch/engine/state_dict.py (Family.head_init_std); tests/launch/engine/test_state_dict.py"),
-    Official(AS2M, "paper row: abstract-level numbers (the audio table is not readable here)", "paper",
-             "audiomae_vit_b_as2m", "AudioMAE README.md:42; ToMe abstract", note="launch/engine/paper.py"),
+    Official(AS2M, "paper row: r40 constant, trained (the paper's claim: 46.0 against the authors' 46.4)", "paper",
+             "t7_r40_trained", "ToMe paper (arXiv v1) Table 7", issue="24", note="launch/engine/paper.py"),
+    Official(AS2M, "trained and evaluated at r=40", "tome.r", 40, "ToMe paper (arXiv v1) Table 7", issue="24"),
+    Official("audio/configs/audiomae_as2m_r20.yaml", "trained and evaluated at r=20", "tome.r", 20,
+             "ToMe paper (arXiv v1) Table 7", issue="24"),
+    Official("audio/configs/audiomae_as2m_baseline.yaml", "the authors' baseline: fine-tuned without merging",
+             "tome.r", 0, "ToMe paper (arXiv v1) Table 7 (46.4 mAP)", issue="24"),
+    Official("audio/configs/audiomae_offshelf.yaml", "off-the-shelf rows: the release and r = 20, 40", "tome.eval_r",
+             [0, 20, 40], "ToMe paper (arXiv v1) Table 7", issue="24"),
     Official(AS2M, "audio scores computed in fp32 whatever the autocast", None, None, "#14", issue="14",
              note="Task.fp32_scores (audio) in launch/engine/loop.py evaluate; tests/launch/engine/test_recipes.py"),
     Official(AS20K, "effective batch (4 GPUs x 8)", "derived.effective_batch", 32, "AudioMAE ft_as.sh:38,50"),
@@ -242,8 +271,8 @@ ROWS: list[Official] = [
              note="launch/engine/loop.py (train.clip_grad)"),
     Official("image/configs/augreg_vit_b16_sweep.yaml", "no constant-r paper number on the decreasing run",
              None, None, "#9", note="launch/runs/report.py _paper_matches; tests/launch/engine/test_recipes.py"),
-    Official(AS2M, "audio rows show their paper numbers", None, None, "#9",
-             note="launch/compare.py (r not published: the run's training r)"),
+    Official(AS2M, "audio rows show their paper numbers", None, None, "#9, #24",
+             note="launch/tables.py (Table 7, ours beside the paper's)"),
     Official("image/configs/mae_vit_b16_tome_sweep.yaml", "r=0 row of merge-trained runs labelled", None, None,
              "#9", note="launch/compare.py NOTE_MERGE_OFF"),
 
@@ -258,8 +287,6 @@ ROWS: list[Official] = [
              0, "ToMe README.md:112, :115"),
     Official("image/configs/mae_vit_h14_baseline.yaml", "MAE ViT-H baseline trained without merging", "tome.r",
              0, "ToMe README.md:113, :115"),
-    Official("audio/configs/audiomae_as2m_sweep.yaml", "Audio-MAE r sweep to find 2x", "sweep:tome.r",
-             [0, 8, 16, 24, 32, 40], "ToMe abstract (2x at -0.4 mAP)"),
 
     # ---- the paper's image tables, row for row (#24)
     Official(ABL.format("base"), "Table 1 and 2 setting: r = 8", "tome.eval_r", [8],
@@ -281,7 +308,7 @@ ROWS: list[Official] = [
         Official(ABL.format(name), f"{table}: the panel's settings", f"sweep:{key}", values,
                  f"{PAPER} {table}", issue="24", note=f"docs/api_options.md; {TABLE_TESTS}"),
         Official(ABL.format(name), f"{table}: panel id", "paper", panel, f"{PAPER} {table}", issue="24",
-                 note="launch/engine/paper_ids.py"),
+                 note="launch/engine/paper.py"),
     )],
     Official(ABL.format("kmeans"), "Table 2 k-means rows: matching kmeans", "tome.matching", "kmeans",
              f"{PAPER} Table 2", issue="24"),
@@ -300,10 +327,10 @@ ROWS: list[Official] = [
         Official(cfg, "Table 3: decreasing schedule (r, -1)", "tome.inflection", -1.0,
                  f"{PAPER} Table 3; {DECREASING}", issue="24", note="tome/schedule.py; tests/tome/test_schedule.py"),
         Official(cfg, "Table 3: row id", "paper", panel_row, f"{PAPER} Table 3", issue="24",
-                 note="launch/engine/paper_ids.py"),
+                 note="launch/engine/paper.py"),
     )],
     *[Official(cfg, f"{table}: row id", "paper", panel_row, f"{PAPER} {table}", issue="24",
-               note="launch/engine/paper_ids.py")
+               note="launch/engine/paper.py")
       for cfg, panel_row, table in (
         (MAE_L, "t3_vit_l_r8", "Table 3"), ("image/configs/mae_vit_l16_baseline.yaml", "t3_vit_l_base", "Table 3"),
         (MAE_H, "t3_vit_h_r7", "Table 3"), ("image/configs/mae_vit_h14_baseline.yaml", "t3_vit_h_base", "Table 3"),

@@ -4,5 +4,6 @@
 ``plan`` (stages x sweeps), ``precheck`` (what must hold before anything is submitted),
 ``submission`` (submitit on SLURM or locally), ``job`` (the submitted callable), ``local_jobs``
 (the local launcher's signal forwarding), ``resolved`` (``--print``), ``report`` (compare.md,
-CSV, plot), ``recipes_table`` (docs/recipes.md), ``draw`` (a run's merged groups).
+CSV, plot), ``tables`` (the paper's tables, ours beside theirs), ``recipes_table`` (docs/recipes.md),
+``draw`` (a run's merged groups).
 """

@@ -17,7 +17,7 @@ import os
 import yaml
 
 from launch.engine.monotone import report_lines as throughput_falls
-from launch.engine.paper import ROWS, row as paper_row
+from launch.engine.paper import README_ROWS, TABLE_ROWS, row as paper_row
 from launch.engine.runlog import read_jsonl
 
 METRICS = ("acc1", "acc5", "map", "mauc", "view_acc1")
@@ -26,7 +26,6 @@ COLUMNS = ["run", "task", "model", "train_r", "r", "metric", "value", "value_se"
            "skipped_files", "train_s", "train_speedup", "paper_base", "paper_tome", "paper_speedup",
            "note", "paper_source"]
 NOTE_MERGE_OFF = "ToMe-trained model with merging off, not the paper's baseline (trained without merging)"
-NOTE_R_UNPUBLISHED = "paper's r not published in what could be read: its number sits at this run's training r"
 
 
 def find_runs(paths) -> list[str]:
@@ -53,7 +52,7 @@ def collect(paths) -> list[dict]:
         epochs = list({e.get("epoch"): e for e in read_jsonl(os.path.join(run_dir, "log.jsonl"))}.values())
         train_s = sum(e.get("epoch_seconds", 0.0) for e in epochs) if epochs else None
         base = next((r.get("throughput") for r in results if r["r"] == 0), None)
-        paper = paper_row(cfg["paper"]) if cfg.get("paper") in ROWS else None
+        paper = paper_row(cfg["paper"]) if cfg.get("paper") in {**README_ROWS, **TABLE_ROWS} else None
         tome_cfg = cfg.get("tome") or {}
         train_r = tome_cfg.get("r", 0) if (cfg.get("train") or {}).get("epochs", 0) else 0
         for res in results:
@@ -85,26 +84,21 @@ def collect(paths) -> list[dict]:
 def _paper_matches(paper, r, train_r, inflection) -> bool:
     """Whether the paper's ToMe numbers belong beside the row evaluated at ``r``.
 
-    The published rows are constant-r schedules: a run with a decreasing (or any ramped) schedule
-    gets none, and a run trained with merging at another r than the row's gets none. A row whose
-    r is not published (video, audio: ``r`` None) belongs to the r the run was trained with, when
-    it was trained with merging; an off-the-shelf run has no r of its own, so it gets none.
+    The rows compared here are constant-r schedules: a run with a decreasing (or any ramped)
+    schedule gets none, and a run trained with merging at another r than the row's gets none.
+    (``launch/tables.py`` matches the paper's tables on every setting, schedules included.)
     """
     if paper is None or paper["tome"] is None and paper["speedup"] is None:
         return False
     if inflection is not None:
         return False
-    if paper["r"] is None:
-        return bool(train_r) and r == train_r
     if train_r and train_r != paper["r"]:  # a merge-trained row belongs to the model trained at its r
         return False
     return r == paper["r"]
 
 
 def _note(paper, matched, r, train_r) -> str:
-    if r == 0 and train_r not in (0, None, ""):
-        return NOTE_MERGE_OFF
-    return NOTE_R_UNPUBLISHED if matched and paper["r"] is None else ""
+    return NOTE_MERGE_OFF if r == 0 and train_r not in (0, None, "") else ""
 
 
 def _training_speedups(rows: list[dict]) -> None:

@@ -104,7 +104,7 @@ def test_clip_indices_clamp_short_videos_follow_the_frame_rate_and_start_randoml
     assert min(starts) >= 0 and max(starts) <= 236 and len(set(starts)) > 50
 
 
-def test_short_side_resize_floors_the_long_side_and_centre_crop_ceils():
+def test_training_jitter_resize_floors_the_long_side_and_centre_crop_ceils():
     assert T.short_side_shape(240, 320, 224) == (224, 298)   # 298.67 floored (rounding gives 299)
     assert T.short_side_shape(256, 456, 224) == (224, 399)
     assert T.short_side_shape(320, 240, 224) == (298, 224)
@@ -114,6 +114,37 @@ def test_short_side_resize_floors_the_long_side_and_centre_crop_ceils():
     rows = torch.arange(7).view(1, 1, 7, 1).expand(1, 1, 7, 4)
     assert T.uniform_crop(rows, 4, 1)[0, 0, :, 0].tolist() == [2, 3, 4, 5]    # ceil(3 / 2) = 2
     assert T.uniform_crop(rows, 4, 2)[0, 0, :, 0].tolist() == [3, 4, 5, 6]
+
+
+# Test views as MAE-ST's decoder sizes them (round(long * short_target / short), worked by hand),
+# then left / centre / right offsets 0, ceil(margin / 2), margin:
+# (height, width, short side) -> (resized height, width, the three crop offsets along the long side)
+TEST_VIEWS = [
+    (256, 340, 224, 224, 298, (0, 37, 74)),   # 297.5 -> 298, margin 74
+    (240, 320, 224, 224, 299, (0, 38, 75)),   # 298.67 -> 299, margin 75
+    (360, 480, 224, 224, 299, (0, 38, 75)),   # 298.67 -> 299
+    (340, 256, 224, 298, 224, (0, 37, 74)),   # portrait: top / centre / bottom
+    (320, 240, 224, 299, 224, (0, 38, 75)),
+    (240, 320, 256, 256, 341, (0, 59, 117)),  # one centre crop at short side 256: 341.33 -> 341
+    (256, 340, 256, 256, 340, (0, 58, 116)),  # already at 256: not resized
+]
+
+
+@pytest.mark.parametrize("h, w, short, new_h, new_w, offsets", TEST_VIEWS)
+def test_test_views_take_mae_st_decoder_sizes_and_crop_offsets(h, w, short, new_h, new_w, offsets):
+    assert T.decoded_short_side_shape(h, w, short) == (new_h, new_w)
+    clip = torch.zeros(1, 1, h, w)
+    resized = T.resize_short_side_float(clip, short)
+    assert resized.shape[-2:] == (new_h, new_w)
+    # where each crop starts: crop a position ramp along the long side
+    long_axis = -1 if new_w > new_h else -2
+    ramp = torch.arange(max(new_h, new_w)).view(*((1, 1, 1, -1) if long_axis == -1 else (1, 1, -1, 1)))
+    ramp = ramp.expand(1, 1, new_h, new_w)
+    starts = tuple(int(T.uniform_crop(ramp, 224, i).flatten()[0]) for i in range(3))
+    assert starts == offsets
+
+
+def test_test_view_resize_is_bilinear_without_antialiasing():
     # A 2 x 4 ramp resized to short side 4 (8 x 16 by bilinear, align_corners=False, no
     # antialiasing): column j samples source x = (j + 0.5) / 2 - 0.5, clamped at the edges.
     ramp = torch.tensor([0., 4., 8., 12.]).view(1, 1, 1, 4).expand(1, 1, 2, 4)

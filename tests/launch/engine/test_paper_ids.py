@@ -7,12 +7,18 @@ import os
 import pytest
 
 from launch.engine.config import ConfigError, load_yaml, resolve
-from launch.engine.paper_ids import IDS, PANELS, ROW_IDS
+from launch.engine.paper import PANELS, TABLE_ROWS_LIST, known_ids
 from launch.runs.plan import expand
 
 from tests.repo import REPO
 
 IMAGE_CONFIGS = sorted(glob.glob(os.path.join(REPO, "image", "configs", "*.yaml")))
+
+
+IMAGE_PANELS = ("t1a", "t1b", "t1c", "t1d", "t1e", "t1f", "t2", "t3", "t4")
+ROWS = {panel: tuple(r.id for r in TABLE_ROWS_LIST if r.panel == panel) for panel in IMAGE_PANELS}
+ROW_IDS = tuple(row for rows in ROWS.values() for row in rows)
+IDS = set(known_ids())
 
 
 def _named():
@@ -27,13 +33,14 @@ def _named():
 
 def test_row_ids_are_unique_and_each_belongs_to_one_panel():
     assert len(ROW_IDS) == len(set(ROW_IDS)) == 37  # 5+4+2+4+3+4 (Table 1), 6, 6, 3
-    assert all(row.startswith(panel + "_") for panel, (_, rows) in PANELS.items() for row in rows)
+    assert all(row.startswith(panel + "_") for panel, rows in ROWS.items() for row in rows)
+    assert set(IMAGE_PANELS) <= set(PANELS)
 
 
 def test_each_table_1_and_2_panel_has_one_run_per_row():
     runs = _named()
     for panel in ("t1a", "t1b", "t1c", "t1d", "t1e", "t1f", "t2"):
-        assert len(runs[panel]) == len(PANELS[panel][1]), panel
+        assert len(runs[panel]) == len(ROWS[panel]), panel
     # Table 2's runs differ in (matching, kmeans_iters): six distinct settings
     t2 = {(r.cfg.tome.matching, r.cfg.tome.kmeans_iters if r.cfg.tome.matching == "kmeans" else None)
           for r in runs["t2"]}
@@ -49,7 +56,7 @@ def test_each_table_1_and_2_panel_has_one_run_per_row():
 
 def test_each_table_3_and_4_row_is_one_config():
     runs = _named()
-    for row in PANELS["t3"][1] + PANELS["t4"][1]:
+    for row in ROWS["t3"] + ROWS["t4"]:
         assert len(runs[row]) == 1, row
     dec = runs["t3_vit_l_r8_dec"][0].cfg.tome
     assert (dec.r, dec.inflection) == (8, -1.0)
