@@ -1,6 +1,6 @@
 """Token Merging (ToMe, Bolya et al., ICLR 2023) for ViTs on images, video and audio."""
 from . import patch
-from .dense import dense
+from .grid import dense
 from .merge import bipartite_soft_matching, merge_source, merge_tokens, token_groups, unmerge
 from .patch import unpatch
 from .schedule import parse_r, token_counts
