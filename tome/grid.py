@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 
 from .merge import unmerge
+from .patch.common import init_state, run_block
 from .state import record, trace
 
 FORMATS = ("NCHW", "NLC")
@@ -59,8 +60,6 @@ def _take(depth: int, indices) -> List[int]:
 
 def _patched_tokens(model, x: torch.Tensor, take: List[int], norm: bool) -> List[torch.Tensor]:
     """Run the patched blocks with source tracking; unmerge the taken blocks' tokens."""
-    from .patch.common import init_state, run_block
-
     info = model._tome
     prefix = model.num_prefix_tokens
     rs = info.layer_r(len(model.blocks))
@@ -69,6 +68,9 @@ def _patched_tokens(model, x: torch.Tensor, take: List[int], norm: bool) -> List
     with trace(source=True):  # makes the blocks carry the source map for this call
         h = model._tome_embed(x)
         state = init_state(h, info)
+        if state.source is None:  # torch.compile: sources are not tracked while compiling
+            raise RuntimeError("tome.dense cannot run inside torch.compile: it needs the source map; "
+                               "compile the dense head only, or call tome.dense eagerly")
         for i, (blk, r) in enumerate(zip(model.blocks[:max(take) + 1], rs)):
             h, state = run_block(blk, h, state, r, checkpointing)
             if i in take:
