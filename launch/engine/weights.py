@@ -404,3 +404,8 @@ def cached(source) -> Optional[str]:
         return hit if isinstance(hit, str) else None
     except Exception:  # not cached, or not resolvable offline
         return None
+
+
+# For code that writes derived files into the cache itself (converters of published weights).
+node_lock = _node_lock
+file_sha256 = _sha256
