@@ -401,6 +401,10 @@ def evaluate_sweep(model, task, cfg: Config, env, log: RunLog, stopper: Graceful
 
 def run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
     """Train (if asked) and evaluate one config in ``run_dir``; resumable."""
+    if cfg.launch.threads:
+        # A small model on a CPU that other jobs share trains faster on one thread: each op split over
+        # several threads ends at a barrier that waits for the slowest, often descheduled, thread.
+        torch.set_num_threads(cfg.launch.threads)
     env = distributed.setup(cfg.launch.device)
     task = get_task(cfg.task)
     notes = []

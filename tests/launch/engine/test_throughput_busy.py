@@ -69,6 +69,7 @@ def test_sweep_times_with_the_asked_threads_then_restores_them(monkeypatch):
     (["eval.throughput_clock=cpu", "eval.throughput_threads=1", "launch.device=cuda"], "on cuda"),
     (["eval.throughput_clock=sundial"], "got 'sundial'"),
     (["eval.throughput_threads=0"], "eval.throughput_threads must be >= 1 or null, got 0"),
+    (["launch.threads=0"], "launch.threads must be >= 1 or null, got 0"),
 ])
 def test_bad_timing_settings_are_one_line_errors(tmp_path, values, match):
     with pytest.raises(ConfigError, match=match) as err:
