@@ -97,3 +97,27 @@ def test_compare_table_names_the_run_whose_throughput_falls(tmp_path):
     table = compare.markdown(rows, str(tmp_path))
     assert "Throughput falls as r grows in a: r=0 to r=8 is 20% slower" in table
     assert "in b:" not in table
+
+
+def test_launch_threads_hold_for_the_run_and_are_given_back(tmp_path, monkeypatch):
+    """launch.threads=1 (the demos' setting): training and evaluation see one intra-op thread, and
+    a run in the calling process leaves the caller's thread count as it was."""
+    from launch.engine import loop
+    seen = []
+    original = loop.evaluate_sweep
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_sweep", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = resolve(write_config(tmp_path), ["launch.threads=1", "tome.eval_r=[0]", "train.epochs=1",
+                                               "eval.throughput=false"])
+        loop.get_task("image").prepare(cfg)  # writes the generated images, as a submission does
+        loop.run(cfg, str(tmp_path / "run"))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
