@@ -3,8 +3,8 @@
 ToMe adds a dozen small ops to every layer (the head-averaged keys, the A-B similarities, the
 argsort, the row gathers and the size-weighted scatter). On the CPU most of them are just large
 enough for ATen to split them over its OpenMP threads, and every split op ends at a barrier that
-waits for all threads. On an idle machine that costs microseconds. On an oversubscribed one (this
-project's 2 cores shared by other jobs) a waiting thread may not run again for a scheduler time
+waits for all threads. On an idle machine that costs microseconds. On an oversubscribed one (2 cores
+shared by other CPU-heavy jobs) a waiting thread may not run again for a scheduler time
 slice, so each small op can cost several milliseconds, whatever its size: measured on the 2-core
 machine at load average ~11, one Audio-MAE layer's metric plus merge (batch 4, 441 tokens) took a
 median 260 ms with 2 threads and 43 ms on the calling thread, with bitwise equal results.

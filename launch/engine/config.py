@@ -100,6 +100,7 @@ class LaunchConfig:
     num_workers: int = 4
     device: str = "auto"                    # auto | cpu | cuda
     tasks_per_node: int = 1                 # processes per node on the local executor (CPU DDP)
+    threads: Optional[int] = None           # intra-op threads of each run process (None: torch's default)
 
 
 @dataclass
@@ -359,6 +360,8 @@ def check_values(cfg: Config) -> None:
         (cfg.launch.device in ("auto", "cpu", "cuda"),
          f"launch.device must be auto, cpu or cuda, got {cfg.launch.device!r}"),
         (cfg.launch.num_workers >= 0, f"launch.num_workers must be >= 0, got {cfg.launch.num_workers}"),
+        (cfg.launch.threads is None or cfg.launch.threads >= 1,
+         f"launch.threads must be >= 1 or null, got {cfg.launch.threads}"),
         (cfg.slurm.nodes > 0 and cfg.slurm.gpus_per_node >= 0,
          f"slurm.nodes must be >= 1 and gpus_per_node >= 0, got {cfg.slurm.nodes}/{cfg.slurm.gpus_per_node}"),
     ]

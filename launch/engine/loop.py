@@ -400,7 +400,20 @@ def evaluate_sweep(model, task, cfg: Config, env, log: RunLog, stopper: Graceful
 
 
 def run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
-    """Train (if asked) and evaluate one config in ``run_dir``; resumable."""
+    """Train (if asked) and evaluate one config in ``run_dir``; resumable. ``launch.threads`` sets
+    the intra-op threads for the run only (a run in the calling process gives them back after)."""
+    before = torch.get_num_threads()
+    if cfg.launch.threads:
+        # A small model on a CPU that other jobs share trains faster on one thread: each op split over
+        # several threads ends at a barrier that waits for the slowest, often descheduled, thread.
+        torch.set_num_threads(cfg.launch.threads)
+    try:
+        return _run(cfg, run_dir, stop_after_steps)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(cfg: Config, run_dir: str, stop_after_steps=None) -> list:
     env = distributed.setup(cfg.launch.device)
     task = get_task(cfg.task)
     notes = []

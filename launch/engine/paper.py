@@ -7,7 +7,7 @@ Two kinds of rows:
   published off-the-shelf numbers (VideoMAE, Audio-MAE AS-20K). ``launch/compare.py`` puts them
   beside a run whose config names them (``paper: <id>``).
 * ``TABLE_ROWS`` and ``PANELS``: every row of the paper's Tables 1-7 and the points of Fig. 5, as
-  transcribed in the project's reference notes from the arXiv v1 tables ("ToMe paper (arXiv v1)
+  transcribed from the arXiv v1 version of the paper's tables ("ToMe paper (arXiv v1)
   Table N"). A row says how a run must have been made to stand beside it: the r evaluated, the
   schedule, whether the model was trained with merging, the test views (video) and the config
   settings that tell the table's rows apart (``match``, dotted keys of the resolved config).
@@ -62,8 +62,8 @@ README_ROWS = {
     "videomae_vitb_k400_offshelf": ("VideoMAE ViT-B K400 off-the-shelf (16x1, 1 view, no prop. attn)",
                                     "acc1", 62.09, 186.72, 150, 56.10, 476.28, SOURCE_POLLARD),
     # FastAST (arXiv 2406.07676) adds ToMe to AST and reports ESC-50, Speech Commands V2 and
-    # balanced AudioSet; its tables could not be read and checked here, so it has no row (no
-    # number is entered unverified). AST's own 45.93 mAP is in the checkpoint's name.
+    # balanced AudioSet; its tables were not checked line by line, so it has no row (no number is
+    # entered unverified). AST's own 45.93 mAP is in the checkpoint's name.
 }
 
 # Fig. 5 read off the plot (about +-0.2 top-1): (total clips, r) -> (what is shown, its centre)

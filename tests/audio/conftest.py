@@ -1,4 +1,4 @@
-"""Shared fixtures for the audio tests: a tiny demo set written once per session."""
+"""Shared fixtures for the audio tests: a tiny demo set written once per test run."""
 
 import pytest
 

@@ -69,6 +69,7 @@ def test_sweep_times_with_the_asked_threads_then_restores_them(monkeypatch):
     (["eval.throughput_clock=cpu", "eval.throughput_threads=1", "launch.device=cuda"], "on cuda"),
     (["eval.throughput_clock=sundial"], "got 'sundial'"),
     (["eval.throughput_threads=0"], "eval.throughput_threads must be >= 1 or null, got 0"),
+    (["launch.threads=0"], "launch.threads must be >= 1 or null, got 0"),
 ])
 def test_bad_timing_settings_are_one_line_errors(tmp_path, values, match):
     with pytest.raises(ConfigError, match=match) as err:
@@ -96,3 +97,27 @@ def test_compare_table_names_the_run_whose_throughput_falls(tmp_path):
     table = compare.markdown(rows, str(tmp_path))
     assert "Throughput falls as r grows in a: r=0 to r=8 is 20% slower" in table
     assert "in b:" not in table
+
+
+def test_launch_threads_hold_for_the_run_and_are_given_back(tmp_path, monkeypatch):
+    """launch.threads=1 (the demos' setting): training and evaluation see one intra-op thread, and
+    a run in the calling process leaves the caller's thread count as it was."""
+    from launch.engine import loop
+    seen = []
+    original = loop.evaluate_sweep
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_sweep", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = resolve(write_config(tmp_path), ["launch.threads=1", "tome.eval_r=[0]", "train.epochs=1",
+                                               "eval.throughput=false"])
+        loop.get_task("image").prepare(cfg)  # writes the generated images, as a submission does
+        loop.run(cfg, str(tmp_path / "run"))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
