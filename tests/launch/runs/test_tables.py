@@ -20,7 +20,7 @@ from tests.repo import REPO
 
 # ------------------------------------------------------------------ the paper's numbers
 
-# ToMe paper (arXiv v1) Tables 1-7, transcribed by hand from the reference notes (facts.md 2b):
+# ToMe paper (arXiv v1) Tables 1-7, transcribed by hand from the paper's printed tables:
 # id, top-1 / mAP ("-": none printed), GFLOPs, speed (im/s, clips/s, samples/s), r, schedule
 # (c/d), training (none/merge/plain/either), views ("-" or crops x clips).
 TRANSCRIBED = """
