@@ -31,6 +31,8 @@ SUBSTITUTIONS = {
     'timm.create_model("vit_base_patch16_224")':
         'timm.create_model("vit_base_patch16_224", img_size=112, depth=2, embed_dim=64, num_heads=2)',
     "torch.randn(2, 3, 224, 224)": "torch.randn(2, 3, 112, 112)",
+    'timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=True, img_size=224)':
+        'timm.create_model("vit_small_patch14_reg4_dinov2", img_size=112, depth=4, embed_dim=64, num_heads=2)',
     'transformers.VideoMAEForVideoClassification.from_pretrained(\n    "MCG-NJU/videomae-base-finetuned-kinetics")':
         "transformers.VideoMAEForVideoClassification(transformers.VideoMAEConfig(\n"
         "    image_size=64, num_frames=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,\n"
