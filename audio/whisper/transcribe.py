@@ -40,7 +40,8 @@ def _suppression(config, vocab: int, device) -> tuple:
 
 
 @torch.no_grad()
-def greedy(model, features: torch.Tensor, max_new_tokens: int = 96) -> List[List[int]]:
+def greedy(model, features: torch.Tensor, max_new_tokens: int = 96, prompt=PROMPT,
+           eot: int = EOT) -> List[List[int]]:
     """Greedy transcription tokens (prompt and end token excluded) of a batch of features.
 
     The encoder runs once; each step feeds the last token with the decoder's key/value cache and
@@ -48,7 +49,7 @@ def greedy(model, features: torch.Tensor, max_new_tokens: int = 96) -> List[List
     batch = features.shape[0]
     device = features.device
     encoded = model.get_encoder()(input_features=features)
-    ids = torch.tensor([PROMPT] * batch, device=device)
+    ids = torch.tensor([list(prompt)] * batch, device=device)
     always, first = _suppression(model.config, model.config.vocab_size, device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     out: List[List[int]] = [[] for _ in range(batch)]
@@ -59,11 +60,11 @@ def greedy(model, features: torch.Tensor, max_new_tokens: int = 96) -> List[List
         logits = res.logits[:, -1].float()
         logits = logits.masked_fill(first if step == 0 else always, -torch.inf)
         nxt = logits.argmax(-1)
-        nxt = torch.where(done, torch.full_like(nxt, EOT), nxt)
+        nxt = torch.where(done, torch.full_like(nxt, eot), nxt)
         for i in range(batch):
-            if not done[i] and int(nxt[i]) != EOT:
+            if not done[i] and int(nxt[i]) != eot:
                 out[i].append(int(nxt[i]))
-        done |= nxt == EOT
+        done |= nxt == eot
         if bool(done.all()):
             break
         ids = nxt[:, None]
