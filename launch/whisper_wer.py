@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-
 from audio.whisper.experiment import VARIANTS, markdown, run
 
 
@@ -25,11 +23,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds (interleaved)")
     parser.add_argument("--clock", default="cpu", choices=["cpu", "wall"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--time-batch", type=int, default=4, help="clips per timed encoder call")
+    parser.add_argument("--time-batch", type=int, default=1, help="clips per timed encoder call")
+    parser.add_argument("--decode-threads", type=int, default=2, help="threads while transcribing")
     parser.add_argument("--json", default=None, help="write rows and transcripts here")
     args = parser.parse_args(argv)
     result = run(args.r, args.variants, args.sets, args.rounds, clock=args.clock,
-                 threads=args.threads, window=args.window, time_batch=args.time_batch)
+                 threads=args.threads, window=args.window, time_batch=args.time_batch,
+                 decode_threads=args.decode_threads,
+                 progress=lambda row: print(f"# {row['variant']} r={row['r']}: WER {row['wer']:.3f}",
+                                            flush=True))
     print(markdown(result))
     t = result["timing"]
     print(f"\nspeed-up: encoder only, batch {t['batch']}, {t['rounds']} interleaved rounds, "
@@ -47,4 +49,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()

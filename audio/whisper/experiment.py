@@ -45,18 +45,22 @@ def encoder_tokens(model, feats: torch.Tensor) -> int:
 
 def run(rs: Sequence[int], variants: Sequence[str] = ("tome",), sets=("librivox", "cards"),
         rounds: int = 5, warmup: int = 1, clock: str = "cpu", threads: int = 1,
-        window=None, time_batch: int = 4) -> Dict:
-    """WER per (variant, r) and encoder speed-up per r; returns a dict of rows and transcripts."""
+        window=None, time_batch: int = 1, decode_threads: int = 2, progress=None) -> Dict:
+    """WER per (variant, r) and encoder speed-up per r; returns a dict of rows and transcripts.
+    ``threads``/``clock``: the timing's; ``decode_threads``: the transcription's; ``progress``
+    is called with each row as soon as its WER is known."""
     variants = check_variants(variants)
     device = torch.device("cpu")
     check_clock(clock, device, threads)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(decode_threads)
     model, tok = load_whisper(), tokenizer(model_dir())
     clips = load_clips(sets)
     refs = [c.text for c in clips]
     feats = log_mel([c.audio for c in clips], model.config.num_mel_bins)
     base_encoder = copy.deepcopy(model.get_encoder())
     base_text = transcripts(model, tok, feats)
+    if progress is not None:
+        progress({"variant": "unpatched", "r": 0, "wer": wer(refs, base_text)})
     rows = []
     hyps = {("unpatched", 0): base_text}
     for variant in variants:
@@ -69,8 +73,11 @@ def run(rs: Sequence[int], variants: Sequence[str] = ("tome",), sets=("librivox"
                          "wer": wer(refs, text),
                          "same_as_r0": sum(normalize(a) == normalize(b) for a, b in zip(text, base_text)),
                          "clips": len(clips)})
+            if progress is not None:
+                progress(rows[-1])
         tome.unpatch(model)
     # Encoder speed-up, interleaved: the unpatched encoder and the patched one at every r.
+    torch.set_num_threads(threads)
     tome.patch.whisper(model, window=window)
     encoder = model.get_encoder()
     x = feats[:time_batch]
