@@ -52,3 +52,18 @@ def test_read_ct2_reads_a_hand_written_file(tmp_path):
     path.write_bytes(blob + b"\0")
     with pytest.raises(ValueError, match="1 bytes left"):
         read_ct2(path)
+
+
+def test_wer_table_has_a_row_per_r_and_a_column_per_variant():
+    from audio.whisper.experiment import check_variants, markdown
+    row = lambda v, r, w: {"variant": v, "r": r, "tokens": 1500 - 4 * r, "wer": w,  # noqa: E731
+                           "speedup": 1 + r / 100, "speedup_q1": 1.0, "speedup_q3": 9.0}
+    rows = [row("tome", 100, 0.05), row("tome", 300, 0.25), row("no_prop_cross", 100, 0.5),
+            row("no_prop_cross", 300, 0.75)]
+    lines = markdown({"rows": rows, "base_wer": 0.05}).splitlines()
+    assert lines[0] == ("| r | encoder tokens | WER tome | WER no_prop_cross | "
+                        "encoder speed-up (q1-q3) |")
+    assert lines[3] == "| 100 | 1100 | 0.050 | 0.500 | 2.00 (1.00-9.00) |"
+    assert lines[4] == "| 300 | 300 | 0.250 | 0.750 | 4.00 (1.00-9.00) |"
+    with pytest.raises(ValueError, match="variant must be one of"):
+        check_variants(["tome", "fast"])
