@@ -5,5 +5,7 @@
 * :mod:`.clips` loads the LibriVox and digit/card clips of Debian's ``pocketsphinx-testdata``
   with their reference transcripts;
 * :mod:`.wer` normalises text and counts word errors;
-* :mod:`.transcribe` turns clips into log-mel features and transcripts (greedy decoding).
+* :mod:`.transcribe` turns clips into log-mel features and transcripts (greedy decoding);
+* :mod:`.experiment` measures WER at several ``r`` and the encoder's speed-up
+  (``python launch/whisper_wer.py``).
 """

@@ -13,10 +13,10 @@ second with stride 2), adds sinusoidal positions once, and runs pre-norm layers.
 ``r`` tokens after each layer's self-attention, as in every other patch, with these differences:
 
 * no class token: nothing is protected;
-* tokens stay in time order (``time_order=True``): after a merge, every token keeps the position
-  of its first input token's place in the sequence (the merged pair sits where its B token was),
-  so the next layer's alternating A/B split keeps pairing neighbours in time. The published layout
-  (unmerged A first, then B) is ``time_order=False``;
+* tokens stay in time order (``time_order=True``): after a merge the tokens keep their order in
+  the sequence and a merged pair sits where its B token was, so the next layer's alternating A/B
+  split keeps pairing neighbours in time. The published layout (unmerged A first, then B) is
+  ``time_order=False``;
 * ``window=w`` keeps merges inside windows of ``w`` encoder tokens (20 ms each);
 * the encoder returns its tokens with their sizes (``output.token_sizes``, [B, T, 1]), and every
   decoder layer's cross-attention adds ``log(size)`` of the encoder tokens to its logits
