@@ -1,4 +1,5 @@
-"""ToMe for Hugging Face ``transformers`` ViTs: ViT, DeiT, ViTMAE, VideoMAE and AST.
+"""ToMe for Hugging Face ``transformers`` ViTs: ViT, DeiT, ViTMAE, VideoMAE and AST (Whisper:
+``tome/patch/whisper.py``, reached through the same ``patch_transformers``).
 
     import tome
     model = transformers.VideoMAEForVideoClassification.from_pretrained(...)
@@ -279,7 +280,21 @@ def patch_transformers(model: torch.nn.Module, trace_source: bool = False, prop_
     """Patch a transformers ViT / DeiT / ViTMAE / VideoMAE / AST model (or a module holding one)
     in place; then set ``model.r``. ``band``/``window`` (AST only) keep merges inside frequency
     bands / time windows of that many patches; the other options are those of
-    :class:`tome.ToMeInfo`. Returns the model."""
+    :class:`tome.ToMeInfo`. Returns the model. Whisper models go to :func:`tome.patch.whisper`
+    (``window`` in encoder tokens; no ``band``; heads, partition, kmeans_iters at their defaults)."""
+    from .whisper import find_encoder, patch_whisper
+    if find_encoder(model) is not None:
+        if band is not None:
+            raise ValueError(f"band={band!r}: Whisper's encoder tokens are frames over all mel bins; "
+                             f"only window= restricts its merges")
+        for name, value, default in (("heads", heads, "mean"), ("partition", partition, "alternating"),
+                                     ("kmeans_iters", kmeans_iters, KMEANS_ITERS)):
+            if value != default:
+                raise ValueError(f"{name}={value!r}: the Whisper patch merges with the paper's "
+                                 f"{name}={default!r} only")
+        return patch_whisper(model, trace_source=trace_source, prop_attn=prop_attn, metric=metric,
+                             mode=mode, matching=matching, distance=distance, attn=attn,
+                             window=window)
     classes = _family_classes()
     family, base = _find(model, classes)
     if base is None:
