@@ -101,15 +101,15 @@ def check_request(cfg, nodes: list, partitions: dict) -> None:
         raise ConfigError(f"slurm.timeout_min={s.timeout_min} exceeds the {max_time // 60} min time limit "
                           f"of {where}; set slurm.timeout_min <= {max_time // 60} (a longer run is requeued, "
                           f"up to slurm.max_timeouts times)")
+    if not any(n.gpus >= s.gpus_per_node for n in pool):
+        raise ConfigError(f"slurm.gpus_per_node={s.gpus_per_node} but the nodes of {where} have at most "
+                          f"{max(n.gpus for n in pool)} GPUs (slurm.gpus_per_node=0 runs on CPUs, "
+                          f"launch.tasks_per_node processes per node)")
     tasks = tasks_per_node(cfg)
     cpus = s.cpus_per_task * tasks
     if not any(n.cpus >= cpus for n in pool):
         raise ConfigError(f"slurm.cpus_per_task={s.cpus_per_task} x {tasks} task(s) per node needs {cpus} CPUs "
                           f"per node; the largest node of {where} has {max(n.cpus for n in pool)}")
-    if not any(n.gpus >= s.gpus_per_node for n in pool):
-        raise ConfigError(f"slurm.gpus_per_node={s.gpus_per_node} but the nodes of {where} have at most "
-                          f"{max(n.gpus for n in pool)} GPUs (slurm.gpus_per_node=0 runs on CPUs, "
-                          f"launch.tasks_per_node processes per node)")
     if s.mem_gb and not any(n.mem_mb >= s.mem_gb * 1024 for n in pool):
         raise ConfigError(f"slurm.mem_gb={s.mem_gb} but the nodes of {where} have at most "
                           f"{max(n.mem_mb for n in pool) // 1024} GB")

@@ -118,9 +118,11 @@ def build_plan(config_path: str, overrides, dry_run: bool = False, cluster: str 
 def _submit_stage(executor, stage, plan, submitted: list) -> list:
     """One stage's jobs (an array when it has several runs); sbatch's refusal is one ConfigError
     line, and the jobs of earlier stages, which would run without their followers, are cancelled."""
+    import contextlib
+    import io
     from submitit.core.utils import FailedJobError
-    try:
-        with executor.batch():
+    try:  # submitit prints sbatch's stderr before raising: it is in the error line instead
+        with contextlib.redirect_stderr(io.StringIO()), executor.batch():
             return [executor.submit(Job(), r.cfg.to_dict(), r.run_dir, loaders_of(plan, r)) for r in stage]
     except FailedJobError as err:
         lines = [l.strip() for l in str(err).splitlines() if l.strip()]
