@@ -7,11 +7,13 @@ ends. The whole module skips, in one line, where no SLURM controller with this m
 answers. The fake-sbatch tests (test_submit_runs.py) cover what one CPU node cannot show.
 """
 import json
+import math
 import os
 import pickle
 import re
 import socket
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -51,9 +53,7 @@ pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"no one-node SLURM cluste
                                                       f"start one with: sudo bash scripts/slurm_up.sh")
 
 WAIT_S = 240  # a bound on any one wait; the machine may be busy with other work
-ON_SLURM = """\
-    slurm: {gpus_per_node: 0, cpus_per_task: 1, timeout_min: 10, signal_delay_s: 30}
-    """
+ON_SLURM = "slurm: {gpus_per_node: 0, cpus_per_task: 1, timeout_min: 10, signal_delay_s: 30}\n"
 # no throughput timing (records comparable); one loader worker, as real runs have
 PLAIN = ["eval.throughput=false", "launch.num_workers=1"]
 # 96 training images at batch 4: 24 steps per epoch, a checkpoint every 4 steps
@@ -155,89 +155,25 @@ def reference(tmp_path_factory):
     subprocess.run(["scancel", job.job_id], capture_output=True, timeout=60)
 
 
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory, reference):
+    """A run longer than its one-minute time limit, submitted once the reference has measured this
+    machine's speed now: at least 50 s of training, while each attempt gets USR2 after 50 s."""
+    ref_dir = finished(reference)
+    seconds = [e["epoch_seconds"] for e in map(json.loads, open(os.path.join(ref_dir, "log.jsonl")))]
+    epochs = max(2, math.ceil(50 / min(seconds)))
+    tmp = tmp_path_factory.mktemp("limited")
+    job = submit.submit(write_config(tmp, ON_SLURM, name="limited"),
+                        LONGER + [f"train.epochs={epochs}", "slurm.timeout_min=1", "slurm.signal_delay_s=10",
+                                  "train.checkpoint_every=2"], cluster="slurm")[0]
+    yield job, str(tmp / "runs" / "limited"), epochs
+    subprocess.run(["scancel", job.job_id], capture_output=True, timeout=60)
+
+
 def finished(reference) -> str:
     job, run_dir = reference
     assert run_to_end(job.job_id)["JobState"] == "COMPLETED"
     return run_dir
-
-
-def test_sweep_runs_as_a_job_array_after_its_stage_and_writes_results_and_compare(tmp_path, jobs, capsys):
-    path = write_config(tmp_path, ON_SLURM + """\
-        stages:
-          - {name: pre, set: {tome.r: 0}, sweep: {}}
-          - {name: ft, set: {model.checkpoint: "${stage:pre}/checkpoint.pth"}}
-        sweep:
-          tome.r: [1, 2]
-        """)
-    assert submit.main([path, "--cluster", "slurm", "train.epochs=1", "tome.eval_r=[0,1]", *PLAIN]) == 0
-    out = capsys.readouterr().out
-    ids = re.findall(r"submitted (\S+): ", out)
-    jobs.extend(ids)
-    pre, ft = ids[0], ids[1:]
-    assert re.fullmatch(r"\d+", pre) and [i.split("_")[1] for i in ft] == ["0", "1"]
-    ft_fields = job_fields(ft[0])
-    assert ft_fields["ArrayJobId"] == ft[0].split("_")[0]
-    assert f"afterok:{pre}" in ft_fields.get("Dependency", "") or state(pre) == "COMPLETED"
-    ends = {i: run_to_end(i) for i in ids}
-    assert {i: f["JobState"] for i, f in ends.items()} == {i: "COMPLETED" for i in ids}
-    # afterok: the fine-tuning started only once the pretraining had ended
-    assert all(ends[i]["StartTime"] >= ends[pre]["EndTime"] for i in ft)
-    root = tmp_path / "runs" / "tiny"
-    for run in ("pre", "ft/r1", "ft/r2"):
-        assert [r["r"] for r in map(json.loads, open(root / run / "results.jsonl"))] == [0, 1]
-    assert compare.main([str(root)]) == 0
-    table = (root / "compare.md").read_text()
-    assert all(name in table for name in ("pre", "r1", "r2"))
-
-
-def test_scontrol_requeue_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path, jobs, reference):
-    job = submit_jobs(write_config(tmp_path, ON_SLURM, name="requeued"), LONGER, jobs)[0]
-    run_dir = str(tmp_path / "runs" / "requeued")
-    wait_until(lambda: mid_epoch_checkpoint(run_dir, 1), "a checkpoint inside the second epoch")
-    subprocess.run(["scontrol", "requeue", job.job_id], check=True, timeout=60)
-    # before it is started again: the interrupted attempt left no error behind
-    wait_until(lambda: state(job.job_id) == "PENDING", "the requeued job to wait")
-    assert not os.path.exists(job.paths.result_pickle) or result_of(job)[0] != "error", result_of(job)
-    log = open(job.paths.stdout).read() + open(job.paths.stderr).read()
-    assert "killed by signal" not in log
-    fields = run_to_end(job.job_id)
-    assert fields["JobState"] == "COMPLETED" and fields["Restarts"] == "1"
-    assert result_of(job)[0] == "success"
-    assert "resumed from epoch 1 step" in open(os.path.join(run_dir, "log.txt")).read()
-    same_run(finished(reference), run_dir)
-
-
-def test_usr2_preemption_mid_epoch_is_handled_by_the_main_process_only_and_resumes(tmp_path, jobs, reference):
-    # a 10-minute limit: submitit alone would count this preemption as a timeout, and with no
-    # timeouts allowed the job would fail
-    job = submit_jobs(write_config(tmp_path, ON_SLURM, name="preempted"),
-                      LONGER + ["slurm.max_timeouts=0"], jobs)[0]
-    run_dir = str(tmp_path / "runs" / "preempted")
-    wait_until(lambda: mid_epoch_checkpoint(run_dir, 1), "a checkpoint inside the second epoch")
-    subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True, timeout=60)
-    wait_until(lambda: state(job.job_id) == "PENDING", "the preempted job to be requeued")
-    assert not os.path.exists(job.paths.result_pickle) or result_of(job)[0] != "error", result_of(job)
-    log = open(job.paths.stderr).read()
-    # one handler ran: the loader worker ignored the signal
-    assert log.count("Caught signal SIGUSR2") == 1, log
-    assert "a preemption, not counted as a timeout" in open(job.paths.stdout).read()
-    fields = run_to_end(job.job_id)
-    assert fields["JobState"] == "COMPLETED" and fields["Restarts"] == "1"
-    assert result_of(job)[0] == "success"
-    same_run(finished(reference), run_dir)
-
-
-def test_a_time_limit_shorter_than_the_run_requeues_it_until_it_completes(tmp_path, jobs):
-    # one-minute attempts, USR2 30 s before each ends; ~1000 steps take longer than one attempt
-    job = submit_jobs(write_config(tmp_path, ON_SLURM, name="limited"),
-                      ["data.demo_train_per_class=80", "train.epochs=25", "train.checkpoint_every=5",
-                       "train.eval_every=0", "tome.eval_r=[0]", "slurm.timeout_min=1"], jobs)[0]
-    fields = run_to_end(job.job_id, timeout=420)
-    assert fields["JobState"] == "COMPLETED", fields
-    assert int(fields["Restarts"]) >= 1
-    assert result_of(job)[0] == "success"
-    epochs = [e["epoch"] for e in records(str(tmp_path / "runs" / "limited"), "log.jsonl")]
-    assert epochs == list(range(1, 26))
 
 
 def test_cpu_ddp_runs_launch_tasks_per_node_processes_over_gloo(tmp_path, jobs):
@@ -281,3 +217,80 @@ def test_an_unreachable_controller_fails_in_one_line_before_anything_is_written(
     err = capsys.readouterr().err
     assert code == 2 and "the SLURM controller is unreachable" in err and err.count("\n") == 1, err
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+# The jobs below share the node: the reference run starts beside the sweep's first job, the
+# time-limited run beside the interrupted one. The DDP job above needs both CPUs.
+def test_sweep_runs_as_a_job_array_after_its_stage_and_writes_results_and_compare(tmp_path, jobs, capsys,
+                                                                                   reference):
+    # (``reference`` is started here only to run beside this test's first job)
+    path = write_config(tmp_path, ON_SLURM + textwrap.dedent("""\
+        stages:
+          - {name: pre, set: {tome.r: 0}, sweep: {}}
+          - {name: ft, set: {model.checkpoint: "${stage:pre}/checkpoint.pth"}}
+        sweep:
+          tome.r: [1, 2]
+        """))
+    assert submit.main([path, "--cluster", "slurm", "train.epochs=1", "tome.eval_r=[0,1]", *PLAIN]) == 0
+    out = capsys.readouterr().out
+    ids = re.findall(r"submitted (\S+): ", out)
+    jobs.extend(ids)
+    pre, ft = ids[0], ids[1:]
+    assert re.fullmatch(r"\d+", pre) and [i.split("_")[1] for i in ft] == ["0", "1"]
+    ft_fields = job_fields(ft[0])
+    assert ft_fields["ArrayJobId"] == ft[0].split("_")[0]
+    assert f"afterok:{pre}" in ft_fields.get("Dependency", "") or state(pre) == "COMPLETED"
+    ends = {i: run_to_end(i) for i in ids}
+    assert {i: f["JobState"] for i, f in ends.items()} == {i: "COMPLETED" for i in ids}
+    # afterok: the fine-tuning started only once the pretraining had ended
+    assert all(ends[i]["StartTime"] >= ends[pre]["EndTime"] for i in ft)
+    root = tmp_path / "runs" / "tiny"
+    for run in ("pre", "ft/r1", "ft/r2"):
+        assert [r["r"] for r in map(json.loads, open(root / run / "results.jsonl"))] == [0, 1]
+    assert compare.main([str(root)]) == 0
+    table = (root / "compare.md").read_text()
+    assert all(name in table for name in ("pre", "r1", "r2"))
+
+
+def test_requeue_then_usr2_preemption_mid_epoch_resume_to_the_uninterrupted_result(
+        tmp_path, jobs, reference, limited):
+    # slurm.max_timeouts=0 with a 10-minute limit: submitit alone counts every USR2 as a timeout
+    # there, so the preemption would end the job ("timed-out too many times")
+    job = submit_jobs(write_config(tmp_path, ON_SLURM, name="interrupted"),
+                      LONGER + ["slurm.max_timeouts=0"], jobs)[0]
+    run_dir = str(tmp_path / "runs" / "interrupted")
+
+    # 1. scontrol requeue inside the second epoch: SIGTERM to every process of the job
+    wait_until(lambda: mid_epoch_checkpoint(run_dir, 1), "a checkpoint inside the second epoch")
+    subprocess.run(["scontrol", "requeue", job.job_id], check=True, timeout=60)
+    wait_until(lambda: state(job.job_id) == "PENDING", "the requeued job to wait")
+    # the interrupted attempt left no error behind (its loader worker was not killed by the SIGTERM)
+    assert not os.path.exists(job.paths.result_pickle) or result_of(job)[0] != "error", result_of(job)
+    assert "killed by signal" not in open(job.paths.stderr).read()
+    release(job.job_id)
+
+    # 2. USR2 (a preemption) inside the third epoch: to the main process and its loader worker
+    wait_until(lambda: mid_epoch_checkpoint(run_dir, 2), "a checkpoint inside the third epoch")
+    subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True, timeout=60)
+    wait_until(lambda: state(job.job_id) == "PENDING", "the preempted job to be requeued")
+    assert not os.path.exists(job.paths.result_pickle) or result_of(job)[0] != "error", result_of(job)
+    # one handler ran, the main process's: the worker ignored the signal
+    assert open(job.paths.stderr).read().count("Caught signal SIGUSR2") == 1
+    assert "a preemption, not counted as a timeout" in open(job.paths.stdout).read()
+
+    fields = run_to_end(job.job_id)
+    assert fields["JobState"] == "COMPLETED" and fields["Restarts"] == "2", fields
+    assert result_of(job)[0] == "success"
+    log = open(os.path.join(run_dir, "log.txt")).read()
+    assert "resumed from epoch 1 step" in log and "resumed from epoch 2 step" in log
+    same_run(finished(reference), run_dir)
+
+
+def test_a_time_limit_shorter_than_the_run_requeues_it_until_it_completes(limited):
+    job, run_dir, epochs = limited
+    fields = run_to_end(job.job_id, timeout=600)  # attempts of a minute; a busy machine needs more
+    assert fields["JobState"] == "COMPLETED", fields
+    assert int(fields["Restarts"]) >= 1
+    assert result_of(job)[0] == "success"
+    assert [e["epoch"] for e in records(run_dir, "log.jsonl")] == list(range(1, epochs + 1))
+    assert open(job.paths.stdout).read().count("a time limit") == int(fields["Restarts"])
