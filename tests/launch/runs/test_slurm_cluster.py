@@ -58,7 +58,7 @@ def test_requests_the_cluster_can_run_pass(tmp_path, overrides):
     (["slurm.gpus_per_node=0", "slurm.cpus_per_task=1", "slurm.mem_gb=100"],
      "slurm.mem_gb=100 but the nodes of partition cpu have at most 62 GB"),
     (["slurm.partition=gpu", "slurm.nodes=3", "slurm.cpus_per_task=1"],
-     "slurm.nodes=3 but partition gpu has 2 node(s) with 8 CPUs, 8 GPUs and any GB"),
+     "slurm.nodes=3 but partition gpu has 2 node(s) with 1 CPUs, 0 GPUs and any GB"),
     (["slurm.partition=gpu", "slurm.timeout_min=4321", "slurm.cpus_per_task=1"],
      "slurm.timeout_min=4321 exceeds the 4320 min time limit of partition gpu"),
 ])
