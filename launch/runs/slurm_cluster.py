@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 
 from launch.engine.errors import ConfigError
+from launch.engine.steps import slurm_tasks_per_node
 from launch.runs.requeue import slurm_duration_s
 
 TIMEOUT_S = 30
@@ -74,9 +75,7 @@ def read_partitions() -> dict:
             if "PartitionName" in f}
 
 
-def tasks_per_node(cfg) -> int:
-    """Processes per node of a SLURM job: one per GPU, or ``launch.tasks_per_node`` for a CPU job."""
-    return cfg.slurm.gpus_per_node if cfg.slurm.gpus_per_node > 0 else cfg.launch.tasks_per_node
+tasks_per_node = slurm_tasks_per_node  # one per GPU, or launch.tasks_per_node for a CPU job
 
 
 def check_request(cfg, nodes: list, partitions: dict) -> None:
