@@ -71,12 +71,21 @@ def state(job_id: str) -> str:
     return job_fields(job_id).get("JobState", "?")
 
 
+# Jobs started for later tests (the reference and the time-limited run): every wait releases
+# them when they wait after a requeue, so they go on while other tests run.
+BACKGROUND = set()
+
+
 def wait_until(predicate, what: str, timeout: float = WAIT_S, poll: float = 0.5):
     end = time.time() + timeout
     while time.time() < end:
         value = predicate()
         if value:
             return value
+        for job_id in list(BACKGROUND):
+            f = job_fields(job_id)
+            if f.get("JobState") == "PENDING" and f.get("Reason") == "BeginTime":
+                release(job_id)
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
@@ -151,21 +160,38 @@ def reference(tmp_path_factory):
     """The LONGER run straight through on the cluster (submitted once, waited for by its users)."""
     tmp = tmp_path_factory.mktemp("reference")
     job = submit.submit(write_config(tmp, ON_SLURM, name="straight"), LONGER, cluster="slurm")[0]
+    BACKGROUND.add(job.job_id)
     yield job, str(tmp / "runs" / "straight")
     subprocess.run(["scancel", job.job_id], capture_output=True, timeout=60)
 
 
+def _clock_s(hms: str) -> int:
+    h, m, sec = map(int, hms.split(":"))
+    return h * 3600 + m * 60 + sec
+
+
+def startup_s(job_id: str, run_dir: str) -> int:
+    """Seconds from the job's start to the engine's first log line (interpreter, imports, model)."""
+    started = job_fields(job_id)["StartTime"].split("T")[1]
+    first = open(os.path.join(run_dir, "log.txt")).readline()[1:9]
+    return (_clock_s(first) - _clock_s(started)) % 86400
+
+
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory, reference):
-    """A run longer than its one-minute time limit, submitted once the reference has measured this
-    machine's speed now: at least 50 s of training, while each attempt gets USR2 after 50 s."""
+    """A run longer than its time limit, sized once the reference has measured this machine's speed
+    now. USR2 comes at most limit - 10 s after an attempt starts (SLURM may send it up to a minute
+    early), so 1.2 x that much training cannot fit in one attempt. One-minute attempts, or two where
+    starting a job takes so long that a one-minute attempt would leave almost no time to train."""
     ref_dir = finished(reference)
     seconds = [e["epoch_seconds"] for e in map(json.loads, open(os.path.join(ref_dir, "log.jsonl")))]
-    epochs = max(2, math.ceil(50 / min(seconds)))
+    limit_min = 1 if startup_s(reference[0].job_id, ref_dir) <= 12 else 2
+    epochs = max(2, math.ceil(1.2 * (limit_min * 60 - 10) / min(seconds)))
     tmp = tmp_path_factory.mktemp("limited")
     job = submit.submit(write_config(tmp, ON_SLURM, name="limited"),
-                        LONGER + [f"train.epochs={epochs}", "slurm.timeout_min=1", "slurm.signal_delay_s=10",
-                                  "train.checkpoint_every=2"], cluster="slurm")[0]
+                        LONGER + [f"train.epochs={epochs}", f"slurm.timeout_min={limit_min}",
+                                  "slurm.signal_delay_s=10", "train.checkpoint_every=2"], cluster="slurm")[0]
+    BACKGROUND.add(job.job_id)
     yield job, str(tmp / "runs" / "limited"), epochs
     subprocess.run(["scancel", job.job_id], capture_output=True, timeout=60)
 
@@ -288,7 +314,7 @@ def test_requeue_then_usr2_preemption_mid_epoch_resume_to_the_uninterrupted_resu
 
 def test_a_time_limit_shorter_than_the_run_requeues_it_until_it_completes(limited):
     job, run_dir, epochs = limited
-    fields = run_to_end(job.job_id, timeout=600)  # attempts of a minute; a busy machine needs more
+    fields = run_to_end(job.job_id, timeout=900)  # attempts of a minute or two; a busy machine needs more
     assert fields["JobState"] == "COMPLETED", fields
     assert int(fields["Restarts"]) >= 1
     assert result_of(job)[0] == "success"
