@@ -90,6 +90,12 @@ def wait_until(predicate, what: str, timeout: float = WAIT_S, poll: float = 0.5)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def settled(job_id: str):
+    """The job's state once it has left RUNNING (and its requeue's transient states), else None."""
+    s = state(job_id)
+    return None if s in ("RUNNING", "REQUEUED", "COMPLETING", "REQUEUE_HOLD", "REQUEUE_FED") else s
+
+
 def release(job_id: str) -> None:
     """A requeued job waits ~2 minutes (its EligibleTime); start it now."""
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True,
@@ -279,7 +285,7 @@ def test_sweep_runs_as_a_job_array_after_its_stage_and_writes_results_and_compar
 
 
 def test_requeue_then_usr2_preemption_mid_epoch_resume_to_the_uninterrupted_result(
-        tmp_path, jobs, reference, limited):
+        tmp_path, jobs, reference, request):
     # slurm.max_timeouts=0 with a 10-minute limit: submitit alone counts every USR2 as a timeout
     # there, so the preemption would end the job ("timed-out too many times")
     job = submit_jobs(write_config(tmp_path, ON_SLURM, name="interrupted"),
@@ -289,7 +295,7 @@ def test_requeue_then_usr2_preemption_mid_epoch_resume_to_the_uninterrupted_resu
     # 1. scontrol requeue inside the second epoch: SIGTERM to every process of the job
     wait_until(lambda: mid_epoch_checkpoint(run_dir, 1), "a checkpoint inside the second epoch")
     subprocess.run(["scontrol", "requeue", job.job_id], check=True, timeout=60)
-    wait_until(lambda: state(job.job_id) == "PENDING", "the requeued job to wait")
+    assert wait_until(lambda: settled(job.job_id), "the requeued job to wait") == "PENDING"
     # the interrupted attempt left no error behind (its loader worker was not killed by the SIGTERM)
     assert not os.path.exists(job.paths.result_pickle) or result_of(job)[0] != "error", result_of(job)
     assert "killed by signal" not in open(job.paths.stderr).read()
@@ -298,12 +304,13 @@ def test_requeue_then_usr2_preemption_mid_epoch_resume_to_the_uninterrupted_resu
     # 2. USR2 (a preemption) inside the third epoch: to the main process and its loader worker
     wait_until(lambda: mid_epoch_checkpoint(run_dir, 2), "a checkpoint inside the third epoch")
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True, timeout=60)
-    wait_until(lambda: state(job.job_id) == "PENDING", "the preempted job to be requeued")
+    assert wait_until(lambda: settled(job.job_id), "the preempted job to be requeued") == "PENDING"
     assert not os.path.exists(job.paths.result_pickle) or result_of(job)[0] != "error", result_of(job)
     # one handler ran, the main process's: the worker ignored the signal
     assert open(job.paths.stderr).read().count("Caught signal SIGUSR2") == 1
     assert "a preemption, not counted as a timeout" in open(job.paths.stdout).read()
 
+    request.getfixturevalue("limited")  # the next test's job, beside this one's last attempt
     fields = run_to_end(job.job_id)
     assert fields["JobState"] == "COMPLETED" and fields["Restarts"] == "2", fields
     assert result_of(job)[0] == "success"
