@@ -31,7 +31,9 @@ alive() {  # alive PIDFILE NAME
   local pid
   [ -f "$1" ] || return 1
   pid=$(cat "$1" 2>/dev/null) || return 1
-  [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$2" ]
+  [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$2" ] || return 1
+  # a zombie (exited, not yet reaped by a parent that does not wait) is not alive
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
 }
 
 stop() {  # stop PIDFILE NAME: TERM, then KILL after 10 s
