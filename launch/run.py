@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     parser.add_argument("--run-dir", help="default: <out_dir>/<name>")
     args = parser.parse_intermixed_args(argv)
     try:
-        plan = build_plan(args.config, args.overrides)
+        plan, _ = build_plan(args.config, args.overrides, cluster="debug")
         if len(plan) != 1 or len(plan[0]) != 1:
             raise ConfigError(f"{args.config} expands to {sum(map(len, plan))} runs; "
                               f"use launch/submit.py for stages and sweeps")

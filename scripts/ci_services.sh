@@ -11,3 +11,5 @@ for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || echo "ci_services: apt-get install ${missing[*]} failed"
 fi
+# a one-node SLURM cluster for the real-SLURM tier (tests/launch/test_slurm_real.py)
+bash scripts/slurm_up.sh || echo "ci_services: no SLURM cluster; the real-SLURM tests will skip"

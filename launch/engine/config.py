@@ -89,7 +89,9 @@ class SlurmConfig:
     account: str = ""
     qos: str = ""
     constraint: str = ""
-    timeout_min: int = 4320
+    timeout_min: int = 4320                 # each attempt's time limit; a longer run is requeued
+    max_timeouts: int = 30                  # requeues at the time limit before the job fails (preemptions do not count)
+    signal_delay_s: int = 120               # USR2 this long before the time limit: checkpoint and requeue
     max_parallel: int = 64                  # job-array concurrency
 
 
@@ -99,7 +101,7 @@ class LaunchConfig:
     out_dir: str = "runs"
     num_workers: int = 4
     device: str = "auto"                    # auto | cpu | cuda
-    tasks_per_node: int = 1                 # processes per node on the local executor (CPU DDP)
+    tasks_per_node: int = 1                 # processes per node for CPU jobs (DDP over gloo), local or SLURM
     threads: Optional[int] = None           # intra-op threads of each run process (None: torch's default)
 
 
@@ -364,6 +366,13 @@ def check_values(cfg: Config) -> None:
          f"launch.threads must be >= 1 or null, got {cfg.launch.threads}"),
         (cfg.slurm.nodes > 0 and cfg.slurm.gpus_per_node >= 0,
          f"slurm.nodes must be >= 1 and gpus_per_node >= 0, got {cfg.slurm.nodes}/{cfg.slurm.gpus_per_node}"),
+        (cfg.slurm.cpus_per_task >= 1 and cfg.launch.tasks_per_node >= 1,
+         f"slurm.cpus_per_task and launch.tasks_per_node must be >= 1, got "
+         f"{cfg.slurm.cpus_per_task}/{cfg.launch.tasks_per_node}"),
+        (cfg.slurm.max_timeouts >= 0, f"slurm.max_timeouts must be >= 0, got {cfg.slurm.max_timeouts}"),
+        (cfg.slurm.timeout_min >= 1 and 0 < cfg.slurm.signal_delay_s < cfg.slurm.timeout_min * 60,
+         f"slurm.signal_delay_s must be between 1 and slurm.timeout_min x 60 - 1 "
+         f"({cfg.slurm.timeout_min * 60 - 1}), got {cfg.slurm.signal_delay_s}"),
     ]
     for ok, message in checks:
         if not ok:

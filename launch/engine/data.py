@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 from typing import Callable, Optional
 
 import numpy as np
@@ -85,6 +86,20 @@ class SeededDataset(Dataset):
         np.random.seed(seed % (2 ** 32))
         torch.manual_seed(seed)
         return self.dataset[index]
+
+
+# Signals that belong to the job's main process: SLURM sends them to every process of the job
+# (USR2 before the time limit or on preemption, TERM on requeue or cancel). A worker that handled
+# them would requeue the job a second time (submitit's handler is inherited through fork) or die
+# and take the run down with "DataLoader worker killed"; the main process checkpoints, requeues and
+# shuts its workers down.
+JOB_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+
+
+def ignore_job_signals(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: the worker ignores the job's preemption and stop signals."""
+    for sig in JOB_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:

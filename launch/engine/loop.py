@@ -26,7 +26,7 @@ from tome.flops import model_gflops
 from . import checkpoint as ckpt
 from . import distributed
 from .config import Config, model_r
-from .data import EpochSampler, SeededDataset, step_seed
+from .data import EpochSampler, SeededDataset, ignore_job_signals, step_seed
 from .mixup import Mixup
 from .lr_schedule import lr_at_step
 from .optim import build_optimizer, set_lr
@@ -90,7 +90,7 @@ class EMA:
 def _loader(dataset, sampler, batch_size, workers, drop_last):
     return DataLoader(SeededDataset(dataset), batch_size=batch_size, sampler=sampler,
                       num_workers=workers, drop_last=drop_last, pin_memory=False,
-                      persistent_workers=False)
+                      persistent_workers=False, worker_init_fn=ignore_job_signals)
 
 
 @torch.no_grad()

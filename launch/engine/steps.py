@@ -9,9 +9,14 @@ no factor (DeiT ``main.py``: ``lr * batch_size * world_size / 512``).
 from __future__ import annotations
 
 
-def slurm_world_size(slurm_cfg) -> int:
-    """Processes the config's own SLURM geometry starts (one per GPU, at least one per node)."""
-    return slurm_cfg.nodes * max(slurm_cfg.gpus_per_node, 1)
+def slurm_tasks_per_node(cfg) -> int:
+    """Processes per node of a SLURM job: one per GPU, or ``launch.tasks_per_node`` for a CPU job."""
+    return cfg.slurm.gpus_per_node if cfg.slurm.gpus_per_node > 0 else cfg.launch.tasks_per_node
+
+
+def slurm_world_size(cfg) -> int:
+    """Processes the config's own SLURM geometry starts."""
+    return cfg.slurm.nodes * slurm_tasks_per_node(cfg)
 
 
 def effective_batch(train_cfg, world_size: int, views: int = 1) -> int:

@@ -9,8 +9,11 @@ class Job:
     def __call__(self, cfg_dict: dict, run_dir: str, loaders=()):
         from launch.engine.config import from_dict
         from launch.engine.loop import run
+        from launch.runs.requeue import count_only_time_limits
         from launch.runs.stage_check import check_produced
-        rows = run(from_dict(cfg_dict), run_dir)
+        cfg = from_dict(cfg_dict)
+        count_only_time_limits(cfg.slurm.signal_delay_s)
+        rows = run(cfg, run_dir)
         check_produced(loaders)
         return rows
 

@@ -7,6 +7,8 @@ After each run's config is validated and its task has checked its paths (``Task.
   * a ``model.checkpoint`` that does not exist yet is accepted only if an earlier stage of the
     same plan writes exactly that file (``<run_dir>/checkpoint.pth`` of a stage that trains); its
     keys and shapes are checked when that stage ends (:mod:`launch.runs.stage_check`);
+  * a run that trains has at least one full batch per process per epoch (the training set is
+    listed once per distinct data section; skipped in a dry run on demo data, which it does not write);
   * no live job holds a run directory of the plan (:mod:`launch.engine.rundir_lock`).
 Each failure is one :class:`ConfigError` line naming the run, the bad value and what is valid.
 """
@@ -80,9 +82,33 @@ def check_checkpoint_source(cfg, produced: set) -> None:
                       f"experiment writes it (earlier stages write: {earlier})")
 
 
-def check_plan(plan) -> None:
-    """All checks above for every run of ``plan`` (a list of stages, each a list of runs)."""
+def train_samples_per_process(task, cfg, world: int) -> tuple:
+    """(samples each process draws per epoch, training set size), as the engine's sampler deals them."""
+    from launch.engine.ra_sampler import train_sampler
+    dataset = task.build_dataset(cfg, train=True)
+    weights, epoch_samples = task.train_sampling(dataset, cfg)
+    sampler = train_sampler(len(dataset), 0, world, cfg.train.seed, weights, epoch_samples,
+                            task.sampler_repeats(cfg))
+    return len(sampler), len(dataset)
+
+
+def check_batch_fits(task, cfg, world: int, sizes: dict) -> None:
+    """``train.batch_size`` x processes must not exceed what one epoch deals out (else no step runs)."""
+    key = json.dumps([cfg.task, cfg.to_dict()["data"], world], sort_keys=True, default=str)
+    if key not in sizes:
+        sizes[key] = train_samples_per_process(task, cfg, world)
+    per_process, total = sizes[key]
+    if per_process < cfg.train.batch_size:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} x {world} process(es) exceeds the "
+                          f"{total} training samples ({per_process} per process and epoch); set "
+                          f"train.batch_size <= {per_process}")
+
+
+def check_plan(plan, world_of=lambda cfg: 1, dry_run: bool = False) -> None:
+    """All checks above for every run of ``plan`` (a list of stages, each a list of runs);
+    ``world_of(cfg)``: the number of processes a run will have."""
     depths: dict = {}
+    sizes: dict = {}
     produced: set = set()
     for stage in plan:
         for run in stage:
@@ -96,6 +122,8 @@ def check_plan(plan) -> None:
                     depths[key] = model_depth(task, cfg)
                 check_schedules(cfg, depths[key])
                 check_checkpoint_source(cfg, produced)
+                if cfg.train.epochs > 0 and not (dry_run and getattr(cfg.data, "demo", False)):
+                    check_batch_fits(task, cfg, world_of(cfg), sizes)
             except ConfigError as err:
                 where = _where(run)
                 raise ConfigError(f"{where}: {err}" if where else str(err)) from None

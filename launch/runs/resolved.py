@@ -2,7 +2,7 @@
 
 Each run (stages x sweep values) is one YAML document: the validated config, plus a top-level
 ``derived:`` mapping with what the run will compute from it on the config's own SLURM geometry:
-``world_size`` (nodes x GPUs per node), ``repeated_views`` (views per sample the task counts in
+``world_size`` (nodes x processes per node: one per GPU, or ``launch.tasks_per_node``), ``repeated_views`` (views per sample the task counts in
 the batch), ``effective_batch`` (batch x accumulation x repeated views x world size) and ``lr``
 (the peak learning rate: ``train.lr``, or ``blr x effective_batch / 256``).
 """
@@ -17,7 +17,7 @@ from launch.engine.tasks import get_task
 
 
 def derived(cfg: Config, run_dir: str = "") -> dict:
-    world = slurm_world_size(cfg.slurm)
+    world = slurm_world_size(cfg)
     views = get_task(cfg.task).repeated_views(cfg)
     eff = effective_batch(cfg.train, world, views)
     out = {"world_size": world, "repeated_views": views, "effective_batch": eff,

@@ -10,15 +10,19 @@ import shutil
 import time
 
 from launch.engine.config import load_raw
+from launch.engine.errors import ConfigError
 from launch.engine.tasks import get_task
 from launch.runs.job import Job
 from launch.runs.local_jobs import LauncherStopped, SignalForwarder
 from launch.runs.plan import expand
 from launch.runs.precheck import check_plan
+from launch.runs.slurm_cluster import check_cluster, tasks_per_node
 from launch.runs.stage_check import job_results, loaders_of
 
 
 def pick_cluster(requested: str) -> str:
+    """``auto``: SLURM where its commands are installed, this machine otherwise. Whether the
+    controller answers is checked with the rest of the cluster (``slurm_cluster.check_cluster``)."""
     if requested != "auto":
         return requested
     return "slurm" if shutil.which("sbatch") and shutil.which("srun") else "local"
@@ -27,13 +31,14 @@ def pick_cluster(requested: str) -> str:
 def make_executor(cfg, cluster: str, folder: str, array_size: int = 1):
     import submitit
 
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    # time-limit requeues before the job fails (submitit counts them; preemptions: launch/runs/requeue.py)
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster, slurm_max_num_timeout=cfg.slurm.max_timeouts)
     if cluster == "slurm":
         s = cfg.slurm
-        params = dict(nodes=s.nodes, tasks_per_node=max(s.gpus_per_node, 1), gpus_per_node=s.gpus_per_node,
+        params = dict(nodes=s.nodes, tasks_per_node=tasks_per_node(cfg), gpus_per_node=s.gpus_per_node,
                       cpus_per_task=s.cpus_per_task, timeout_min=s.timeout_min, name=cfg.name,
                       slurm_array_parallelism=min(s.max_parallel, array_size),
-                      slurm_signal_delay_s=120)
+                      slurm_signal_delay_s=s.signal_delay_s)
         for key in ("partition", "account", "qos", "constraint"):
             if getattr(s, key):
                 params[f"slurm_{key}"] = getattr(s, key)
@@ -86,22 +91,56 @@ def _run_local(executor, run, loaders=()):
     return job
 
 
-def build_plan(config_path: str, overrides, dry_run: bool = False):
-    """Every run of the config, validated, its data prepared (a dry run writes nothing) and
-    checked as a whole (``precheck``), before anything is submitted."""
+def world_size(cfg, cluster: str) -> int:
+    """Processes a run of ``cfg`` will have on ``cluster`` (the batch-size check needs it)."""
+    if cluster == "slurm":
+        return cfg.slurm.nodes * tasks_per_node(cfg)
+    if cluster == "local":
+        return cfg.launch.tasks_per_node
+    return int(os.environ.get("WORLD_SIZE", 1))  # debug: this process (under torchrun: all of them)
+
+
+def build_plan(config_path: str, overrides, dry_run: bool = False, cluster: str = None):
+    """Every run of the config, validated; on SLURM checked against the live cluster; then its
+    data prepared (a dry run writes nothing) and checked as a whole (``precheck``), before
+    anything is submitted. Returns (plan, cluster)."""
     plan = expand(load_raw(config_path, overrides))
+    cluster = pick_cluster(cluster or plan[0][0].cfg.launch.cluster)
+    if cluster == "slurm":  # before anything is generated or written
+        check_cluster([run.cfg for stage in plan for run in stage])
     for stage in plan:
         for run in stage:
             get_task(run.cfg.task).prepare(run.cfg, dry_run=dry_run)
-    check_plan(plan)
-    return plan
+    check_plan(plan, lambda cfg: world_size(cfg, cluster), dry_run)
+    return plan, cluster
+
+
+def _submit_stage(executor, stage, plan, submitted: list) -> list:
+    """One stage's jobs (an array when it has several runs); sbatch's refusal is one ConfigError
+    line, and the jobs of earlier stages, which would run without their followers, are cancelled."""
+    import contextlib
+    import io
+    from submitit.core.utils import FailedJobError
+    try:  # submitit prints sbatch's stderr before raising: it is in the error line instead
+        with contextlib.redirect_stderr(io.StringIO()), executor.batch():
+            return [executor.submit(Job(), r.cfg.to_dict(), r.run_dir, loaders_of(plan, r)) for r in stage]
+    except FailedJobError as err:
+        lines = [l.strip() for l in str(err).splitlines() if l.strip()]
+        reason = next((l for l in lines if "error" in l.lower() and "sbatch" in l.lower()),
+                      lines[-1] if lines else "no reason given")
+        cancelled = ""
+        if submitted:
+            import subprocess
+            ids = [j.job_id for j in submitted]
+            subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
+            cancelled = f"; cancelled the jobs already submitted ({', '.join(ids)})"
+        raise ConfigError(f"sbatch refused the job of {stage[0].run_dir}: {reason}{cancelled}") from None
 
 
 def submit(config_path: str, overrides=(), cluster: str = None, dry_run: bool = False,
            compare: bool = True) -> list:
-    plan = build_plan(config_path, overrides, dry_run)
+    plan, cluster = build_plan(config_path, overrides, dry_run, cluster)
     first = plan[0][0].cfg
-    cluster = pick_cluster(cluster or first.launch.cluster)
     root = os.path.join(first.launch.out_dir, first.name)
     total = sum(len(s) for s in plan)
     print(f"{first.name}: {total} run(s) in {len(plan)} stage(s) under {root} ({cluster})")
@@ -119,9 +158,7 @@ def submit(config_path: str, overrides=(), cluster: str = None, dry_run: bool = 
             if previous:
                 executor.update_parameters(
                     slurm_additional_parameters={"dependency": "afterok:" + ":".join(j.job_id for j in previous)})
-            with executor.batch():
-                stage_jobs = [executor.submit(Job(), r.cfg.to_dict(), r.run_dir, loaders_of(plan, r))
-                              for r in runs]
+            stage_jobs = _submit_stage(executor, runs, plan, jobs)
             for r, j in zip(runs, stage_jobs):
                 print(f"submitted {j.job_id}: {r.run_dir}\n  log: {j.paths.stdout}")
             previous = stage_jobs

@@ -110,3 +110,16 @@ def test_video_and_audio_dry_runs_generate_no_demo_data(tmp_path, config, lists)
                         f"data.train_list={root}/{lists[0]}", f"data.val_list={root}/{lists[1]}",
                         f"launch.out_dir={tmp_path}/runs", "--dry-run"])
     assert code == 0 and os.listdir(tmp_path) == []
+
+
+def test_a_training_batch_larger_than_the_training_set_fails_at_submission(tmp_path, capsys):
+    # 2 classes x 8 images = 16 training images; 2 local processes x batch 12 need 24
+    path = write_config(tmp_path)
+    code = submit.main([path, "train.batch_size=12", "launch.tasks_per_node=2", "--cluster", "local"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "train.batch_size=12 x 2 process(es) exceeds the 16 training samples (8 per process and epoch)" in err
+    assert not (tmp_path / "runs").exists()  # nothing submitted
+    # a dry run checks a dataset on disk too (demo data, which it does not write, is checked at submission)
+    assert submit.main([path, "train.batch_size=17", "data.demo=false", "--dry-run"]) == 2
+    assert "train.batch_size=17 x 1 process(es) exceeds the 16 training samples" in capsys.readouterr().err

@@ -82,6 +82,16 @@ def _direct_accuracy(run_dir, r) -> float:
     return 100.0 * correct / len(data)
 
 
+# two 4-GPU nodes in partition "learn", as `scontrol show node|partition -o` prints them
+FAKE_SCONTROL = """#!/bin/bash
+case "$2" in
+  node) for n in 1 2; do echo "NodeName=gpu$n Arch=x86_64 CPUTot=40 RealMemory=500000 Gres=gpu:v100:4(S:0-1) OS=Linux 6.1 #1 SMP State=IDLE Partitions=learn,dev"; done ;;
+  partition) echo "PartitionName=learn AllowGroups=ALL Default=NO MaxTime=3-00:00:00 Nodes=gpu[1-2] State=UP"
+             echo "PartitionName=dev AllowGroups=ALL Default=YES MaxTime=01:00:00 Nodes=gpu[1-2] State=UP" ;;
+esac
+"""
+
+
 def test_slurm_submission_chains_stages_with_afterok_and_sweeps_as_job_arrays(tmp_path, monkeypatch, capsys):
     """On a (fake) SLURM cluster: a stage chain with afterok, a sweep as a job array, then return."""
     bin_dir, log_dir = tmp_path / "bin", tmp_path / "sbatch"
@@ -91,6 +101,7 @@ def test_slurm_submission_chains_stages_with_afterok_and_sweeps_as_job_arrays(tm
         "#!/bin/bash\nn=$(ls $FAKE_SLURM_LOG | wc -l); id=$((1000 + n))\n"
         'cp "${@: -1}" "$FAKE_SLURM_LOG/job_$id.sh"\necho "Submitted batch job $id"\n')
     (bin_dir / "srun").write_text("#!/bin/bash\nexit 0\n")
+    (bin_dir / "scontrol").write_text(FAKE_SCONTROL)
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
@@ -102,6 +113,7 @@ def test_slurm_submission_chains_stages_with_afterok_and_sweeps_as_job_arrays(tm
         sweep:
           tome.r: [1, 2]
         slurm: {nodes: 2, gpus_per_node: 4, partition: learn}
+        data: {demo_train_per_class: 16}   # 8 processes x batch 4
         """)
     jobs = submit.submit(path, [], cluster="auto")
     assert [j.job_id for j in jobs] == ["1000", "1001_0", "1001_1"]
