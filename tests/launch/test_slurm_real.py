@@ -57,9 +57,12 @@ WAIT_S = 240  # a bound on any one wait; the machine may be busy with other work
 ON_SLURM = "slurm: {gpus_per_node: 0, cpus_per_task: 1, timeout_min: 10, signal_delay_s: 30}\n"
 # no throughput timing (records comparable); one loader worker, as real runs have
 PLAIN = ["eval.throughput=false", "launch.num_workers=1"]
-# 96 training images at batch 4: 24 steps per epoch, a checkpoint every 4 steps
+# 96 training images at batch 4: 24 steps per epoch, a checkpoint every 4 steps. The model is large
+# enough (64 px, 8 blocks of width 256: a few seconds an epoch on one idle core) that the tests can
+# see a checkpoint inside an epoch and signal the job before the epoch ends.
 LONGER = PLAIN + ["data.demo_train_per_class=48", "train.epochs=3", "train.checkpoint_every=4",
-          "train.eval_every=0", "tome.eval_r=[0]"]
+          "train.eval_every=0", "tome.eval_r=[0]", "data.img_size=64", "data.demo_size=64",
+          "model.kwargs={patch_size: 8, embed_dim: 256, depth: 8, num_heads: 4}"]
 
 
 def job_fields(job_id: str) -> dict:
