@@ -4,6 +4,7 @@
     python launch/bench.py --model vit_large_patch16_224 --r 8 --dtype fp16 --device cuda --batch search
     python launch/bench.py --model vit_small_patch16_224 --r 13 --step train --dtype bf16 --json out.json
     python launch/bench.py --model vit_base_patch16_224 --r 16 --attn flex --compile
+    python launch/bench.py --model vit_base_patch16_224 --target 2.0 --device cpu --batch 16 --runs 5
 
 ``--attn`` picks the merged model's attention backend (sdpa, flex or eager; see tome.attention);
 the unmerged and limit models always run timm's own fused attention.
@@ -18,6 +19,10 @@ model. Efficiency is the median over rounds of limit time / merged time (the two
 each other in every round), with a distribution-free 95% interval of that median
 (launch/engine/stats.py ``median_interval``; 6 rounds or more for a 95% interval, 15 give a
 useful one on a shared CPU); ``efficiency_of_medians`` is the merged speed-up over the limit's.
+
+``--target X`` finds the smallest constant r and decreasing schedule whose measured speed-up
+reaches X (launch/runs/target.py). A merged model that measures slower than the unmerged one gets
+a warning that says why and from which batch merging pays off (launch/runs/bench_warning.py).
 """
 from __future__ import annotations
 
@@ -29,7 +34,9 @@ import torch
 
 from launch.engine.stats import median_interval
 from launch.engine.throughput import DTYPES
+from launch.runs.bench_warning import slow_merge_note
 from launch.runs.benchmark import build, measure, search_batch
+from launch.runs.target import run as target_search
 from tome.attention import BACKENDS
 from tome.flops import model_gflops
 
@@ -54,14 +61,23 @@ def main(argv=None) -> dict:
                         help="the merged model's attention backend (tome.attention)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--target", type=float, default=None,
+                        help="find the smallest r whose measured speed-up reaches this (e.g. 2.0)")
+    parser.add_argument("--schedule", choices=["both", "constant", "decreasing"], default="both",
+                        help="--target: the schedules to search (decreasing: (r, -1))")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     torch.manual_seed(0)
+    if args.target is not None:
+        return run_target(args, device, dtype)
     models, merged, rs = build(args, device)
     batch = search_batch(models["unmerged"], args, device, dtype) if args.batch == "search" else int(args.batch)
     stats = measure(models, batch, args, device, dtype)
+    slow = None
+    if stats["merged"]["speedup"] < 1.0:
+        slow = slow_merge_note(models, stats, batch, args, device, dtype, label=f"r={args.r}")
     speeds = {name: s["throughput"] for name, s in stats.items()}
     tokens_in = getattr(args, "tokens_in", None) or merged.patch_embed.num_patches + merged.num_prefix_tokens
     tokens = merged._tome.expected_tokens(tokens_in, len(rs))
@@ -85,6 +101,8 @@ def main(argv=None) -> dict:
               "efficiency_of_medians": merged_x / limit_x,
               "efficiency_per_round": stats["merged"]["efficiency_per_round"],
               "torch": torch.__version__, "timm": timm.__version__}
+    if slow is not None:
+        result["slow_merge"] = slow
     unit = "samples/s" if args.step == "inference" else "train samples/s"
     print(f"{args.model} r={args.r} {args.dtype} {args.step} batch {batch} attn={args.attn} "
           f"on {result['device']}")
@@ -95,9 +113,30 @@ def main(argv=None) -> dict:
     print(f"efficiency (median of limit time / merged time per round): {efficiency['median']:.3f}, "
           f"interval {efficiency['lo']:.3f}-{efficiency['hi']:.3f} "
           f"(coverage {efficiency['coverage']:.1%}, {args.runs} rounds)")
+    if slow is not None:
+        print("WARNING " + slow["message"])
+    _write_json(args, result)
+    return result
+
+
+def _write_json(args, result: dict) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
+
+
+def run_target(args, device, dtype) -> dict:
+    """``--target``: the smallest r whose measured speed-up reaches it (launch/runs/target.py)."""
+    if args.batch == "search":
+        raise SystemExit("--target needs a fixed --batch (the speed-up depends on it), got 'search'")
+    batch = int(args.batch)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
+    print(f"{args.model} target {args.target:.2f}x: {args.dtype} {args.step} batch {batch} on {where}, "
+          f"{args.runs} rounds a step", flush=True)
+    result = {"model": args.model, "device": where, "dtype": args.dtype, "step": args.step,
+              "batch": batch, "runs": args.runs, **target_search(args, device, dtype, batch),
+              "torch": torch.__version__, "timm": timm.__version__}
+    _write_json(args, result)
     return result
 
 

@@ -74,6 +74,8 @@ class EvalConfig:
     throughput_dtype: str = "fp32"          # fp32 | fp16 | bf16; the paper times fp32, whatever train.amp
     throughput_threads: Optional[int] = None  # intra-op threads while timing (None: torch's default)
     throughput_clock: str = "wall"          # wall (the paper's) | cpu: one thread's CPU time, for shared CPUs
+    payoff_max_batch: int = 256             # a merged model slower than the unmerged one: double the batch
+                                            # up to this to find where merging pays off (0: warn only)
     use_ema: bool = False
     amp: str = "none"                       # evaluation and throughput precision: none (fp32) | bf16 | fp16
     interim_views: str = "single"           # evaluations between epochs: single (one cheap view) | full
@@ -354,6 +356,8 @@ def check_values(cfg: Config) -> None:
                                                  and cfg.launch.device == "cpu"),
          f"eval.throughput_clock must be wall, or cpu with eval.throughput_threads=1 and launch.device=cpu, got "
          f"{cfg.eval.throughput_clock!r} with threads={cfg.eval.throughput_threads} on {cfg.launch.device}"),
+        (isinstance(cfg.eval.payoff_max_batch, int) and cfg.eval.payoff_max_batch >= 0,
+         f"eval.payoff_max_batch must be an integer >= 0 (0: no search), got {cfg.eval.payoff_max_batch!r}"),
         (cfg.eval.throughput_iters > 0 and cfg.eval.throughput_warmup >= 0,
          f"eval.throughput_iters must be >= 1 and throughput_warmup >= 0, got "
          f"{cfg.eval.throughput_iters}/{cfg.eval.throughput_warmup}"),

@@ -36,6 +36,7 @@ from .runlog import RunLog, fmt, previous_results
 from .rundir_lock import RunDirLock
 from .schedule_record import applied_schedule
 from .skips import SkipCounter
+from . import slow_merge
 from .stop import GracefulStop
 from .tasks import get_task
 from . import throughput
@@ -128,6 +129,31 @@ def measure_throughput(model, shape, cfg: Config, device, rs: list) -> dict:
                   "throughput_dtype": cfg.eval.throughput_dtype, "throughput_clock": cfg.eval.throughput_clock,
                   "throughput_threads": cfg.eval.throughput_threads or torch.get_num_threads()}
             for key, s in speeds.items()}
+
+
+def slow_merge_notes(model, shape, cfg: Config, device, speeds: dict, rs: list) -> dict:
+    """For every r whose merged model measured slower than the unpatched one: a one-line warning
+    that says why and from which batch merging pays off (launch/engine/slow_merge.py), searched
+    by doubling ``eval.throughput_batch`` up to ``eval.payoff_max_batch``. Row fields keyed by
+    ``json.dumps(r)``."""
+    notes = {}
+    batch = cfg.eval.throughput_batch
+    for r in rs:
+        key = json.dumps(r)
+        speedup = speeds.get(key, {}).get("speedup")
+        if speedup is None or speedup >= 1.0 or not any(tome.parse_r(model_r(cfg.tome, r), _num_layers(model))):
+            continue
+        payoff = None
+        if isinstance(batch, int) and cfg.eval.payoff_max_batch:  # ("search": each at its best batch)
+            def speedup_at(b, key=key, r=r):
+                return throughput.measure_sweep(
+                    model, {key: model_r(cfg.tome, r)}, shape, b, cfg.eval.throughput_dtype,
+                    cfg.eval.throughput_iters, cfg.eval.throughput_warmup, device,
+                    threads=cfg.eval.throughput_threads, clock=cfg.eval.throughput_clock)[key]["speedup"]
+            payoff = slow_merge.payoff_batch(speedup_at, batch, cfg.eval.payoff_max_batch)
+        notes[key] = {"slow_merge": slow_merge.message(f"r={key}", speedup, speeds[key]["batch"], payoff),
+                      "payoff_batch": payoff.batch if payoff is not None else None}
+    return notes
 
 
 def _tokens_in(model, shape, device) -> int:
@@ -370,6 +396,9 @@ def evaluate_sweep(model, task, cfg: Config, env, log: RunLog, stopper: Graceful
     speeds = {}
     if env.is_main and cfg.eval.throughput and todo:  # all r at once: interleaved rounds
         speeds = measure_throughput(model, shape, cfg, env.device, todo)
+        for key, note in slow_merge_notes(model, shape, cfg, env.device, speeds, todo).items():
+            log.info("WARNING " + note["slow_merge"])
+            speeds[key].update(note)
     distributed.barrier()
     for r in cfg.tome.eval_r:
         key = json.dumps(r)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.utils.checkpoint
 
+from ..export import export_problem
 from ..merge import merge_step
 from ..schedule import parse_r
 from ..state import ToMeInfo, TokenState, wants_source
@@ -39,6 +40,10 @@ class ScheduleProperty:
 
 def init_state(x: torch.Tensor, info: ToMeInfo) -> TokenState:
     """The token state entering the first block: sizes implicit (all ones), sources the identity."""
+    if torch.compiler.is_exporting():  # a plain torch.export of an option that cannot export
+        problem = export_problem(info)
+        if problem is not None:
+            raise ValueError(problem)
     batch, num_tokens = x.shape[:2]
     source = None
     if wants_source(info):
