@@ -69,7 +69,8 @@ def test_every_substitution_is_used_by_some_doc():
 
 
 @pytest.mark.parametrize("doc", [d for d in DOCS if blocks(d, "python")])
-def test_python_blocks_run(doc):
+def test_python_blocks_run(doc, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # files a block writes (an exported model) land in a scratch folder
     namespace = {"__name__": "__doc_blocks__"}
     before = torch.get_num_threads()
     torch.set_num_threads(1)
