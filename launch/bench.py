@@ -8,6 +8,14 @@
 ``--attn`` picks the merged model's attention backend (sdpa, flex or eager; see tome.attention);
 the unmerged and limit models always run timm's own fused attention.
 
+``--official PATH`` (a checkout of github.com/facebookresearch/ToMe, supplied by the user, never
+part of this repository) adds a fourth model, the official timm patch at the same schedule, timed
+in the same rounds between the unmerged and our merged model; the result then holds its speed-up,
+its efficiency and ``merged_over_official`` (median over rounds of official time / our time, with
+its interval):
+
+    python launch/bench.py --model vit_small_patch16_224 --r 13 --batch 16 --runs 15 --official ~/ToMe
+
 The limit is the same model with the same per-layer token counts, where the tokens a layer would
 merge are simply dropped (no matching, no merging, the unmerged model's attention kernel): the most
 any merging method can reach at that schedule.
@@ -29,7 +37,8 @@ import torch
 
 from launch.engine.stats import median_interval
 from launch.engine.throughput import DTYPES
-from launch.runs.benchmark import build, measure, search_batch
+from launch.runs.benchmark import TASK_MODELS, build, measure, search_batch
+from launch.runs.official_tome import load_official_timm_patch
 from tome.attention import BACKENDS
 from tome.flops import model_gflops
 
@@ -53,12 +62,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--attn", choices=BACKENDS, default="sdpa",
                         help="the merged model's attention backend (tome.attention)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument("--official", metavar="PATH", default=None,
+                        help="a checkout of github.com/facebookresearch/ToMe: also time its timm "
+                             "patch at the same schedule, in the same rounds (timm image ViTs)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     torch.manual_seed(0)
+    if args.official is not None:  # a bad path or model fails now, before any model is built
+        if args.model.startswith(("hf:", *TASK_MODELS)):
+            parser.error(f"--official times the official ToMe's timm patch, which needs a timm "
+                         f"image ViT; got --model {args.model!r}")
+        try:
+            load_official_timm_patch(args.official)
+        except ValueError as err:
+            parser.error(str(err))
     models, merged, rs = build(args, device)
     batch = search_batch(models["unmerged"], args, device, dtype) if args.batch == "search" else int(args.batch)
     stats = measure(models, batch, args, device, dtype)
@@ -68,6 +88,8 @@ def main(argv=None) -> dict:
     gflops = {"unmerged": model_gflops(merged, tokens_in, [tokens_in] * len(rs)),
               "merged": model_gflops(merged, tokens_in, tokens)}
     gflops["limit"] = model_gflops(merged, tokens_in, tokens, matching=False)  # drops tokens for free
+    if "official" in models:
+        gflops["official"] = gflops["merged"]  # the same matching and token counts
     merged_x, limit_x = stats["merged"]["speedup"], stats["limit"]["speedup"]  # paired per round
     efficiency = median_interval(stats["merged"]["efficiency_per_round"])
     result = {"model": args.model, "input_shape": list(args.input_shape), "r": args.r,
@@ -90,11 +112,25 @@ def main(argv=None) -> dict:
           f"on {result['device']}")
     print(f"| model | {unit} | GFLOPs | x unmerged |")
     print("|---|---:|---:|---:|")
-    for name in ("unmerged", "merged", "limit"):
-        print(f"| {name} | {speeds[name]:.2f} | {gflops[name]:.2f} | {stats[name]['speedup']:.2f}x |")
+    for name in ("unmerged", "official", "merged", "limit"):
+        if name in speeds:
+            print(f"| {name} | {speeds[name]:.2f} | {gflops[name]:.2f} | {stats[name]['speedup']:.2f}x |")
     print(f"efficiency (median of limit time / merged time per round): {efficiency['median']:.3f}, "
           f"interval {efficiency['lo']:.3f}-{efficiency['hi']:.3f} "
           f"(coverage {efficiency['coverage']:.1%}, {args.runs} rounds)")
+    if "official" in stats:
+        over = median_interval(stats["merged"]["over_official_per_round"])
+        official_eff = median_interval(stats["official"]["efficiency_per_round"])
+        result.update({
+            "official": args.official, "official_over_unmerged": stats["official"]["speedup"],
+            "official_efficiency": official_eff["median"],
+            "official_efficiency_interval": {k: official_eff[k] for k in ("lo", "hi", "coverage")},
+            "merged_over_official": over["median"],
+            "merged_over_official_interval": {k: over[k] for k in ("lo", "hi", "coverage")},
+            "merged_over_official_per_round": stats["merged"]["over_official_per_round"]})
+        print(f"official efficiency: {official_eff['median']:.3f}, interval {official_eff['lo']:.3f}-"
+              f"{official_eff['hi']:.3f}; ours over official (median of official time / merged time "
+              f"per round): {over['median']:.3f}x, interval {over['lo']:.3f}-{over['hi']:.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

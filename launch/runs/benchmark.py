@@ -1,6 +1,7 @@
 """What ``launch/bench.py`` times: the unmerged model, the merged model and the zero-overhead
 limit (``launch.engine.throughput.limit_model``), built from a timm name, a video/audio task
-model or a transformers classifier, and measured in interleaved rounds."""
+model or a transformers classifier, and measured in interleaved rounds; with ``--official PATH``
+also the official ToMe's patch of the same timm model (``launch/runs/official_tome.py``)."""
 from __future__ import annotations
 
 import copy
@@ -27,6 +28,9 @@ def measure(models: dict, batch: int, args, device, dtype) -> dict:
     stats = summarize(times, {name: batch for name in steps}, baseline="unmerged")
     if "merged" in times and "limit" in times:  # merged speed-up / limit speed-up, round by round
         stats["merged"]["efficiency_per_round"] = [lim / mer for lim, mer in zip(times["limit"], times["merged"])]
+    if "merged" in times and "official" in times:  # official time / ours, round by round
+        stats["merged"]["over_official_per_round"] = [off / mer for off, mer in zip(times["official"], times["merged"])]
+        stats["official"]["efficiency_per_round"] = [lim / off for lim, off in zip(times["limit"], times["official"])]
     return stats
 
 
@@ -74,6 +78,12 @@ def build(args, device):
     rs = parse_r(r, len(base.blocks))
     merged.r = r
     models = {"unmerged": base, "merged": merged, "limit": limit_model(base, rs)}
+    official = getattr(args, "official", None)
+    if official is not None:
+        from launch.runs.official_tome import official_model
+        # timed between the unmerged and our merged model: adjacent to ours in every round
+        models = {"unmerged": base, "official": official_model(base, rs, official),
+                  "merged": merged, "limit": models["limit"]}
     if args.compile:
         models = {k: torch.compile(m) for k, m in models.items()}
     return models, merged, rs

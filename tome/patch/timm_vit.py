@@ -22,13 +22,16 @@ _POOLS = ("", "token", "avg", "max", "avgmax")
 
 
 class ToMeAttentionMixin:
-    def tome_forward(self, x: torch.Tensor, size, prop_attn: bool, metric: str, attn: str = "sdpa"):
+    def tome_forward(self, x: torch.Tensor, size, prop_attn: bool, metric: str, attn: str = "sdpa",
+                     want_metric: bool = True):
+        """Attention with the log-size bias; returns ``(out, metric)``, the metric None when
+        ``want_metric`` is False (a layer that merges nothing computes none)."""
         batch, num_tokens, _ = x.shape
         gate = self.gate(x).sigmoid() if self.gate is not None else None
         qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, self.head_dim)
         # Head-averaged keys straight from the projection's layout (one cheap pass); with a
         # key norm, average the normed keys instead.
-        fast_metric = metric == "k" and isinstance(self.k_norm, nn.Identity)
+        fast_metric = want_metric and metric == "k" and isinstance(self.k_norm, nn.Identity)
         key_metric = None
         if fast_metric:
             with calling_thread(x, elements=x.numel()):  # small: no OpenMP barrier (tome/threads.py)
@@ -44,13 +47,17 @@ class ToMeAttentionMixin:
         if gate is not None:
             out = out * gate
         out = self.proj_drop(self.proj(out))
+        if not want_metric:
+            return out, None
         return out, key_metric if fast_metric else pick_metric(metric, x, q, k, v)
 
 
 class ToMeBlockMixin:
     def tome_forward(self, x, size, source, groups, r: int):
         info = self._tome
-        h, metric = self.attn.tome_forward(self.norm1(x), size, info.prop_attn, info.metric, info.attn)
+        # A layer that merges nothing (r = 0) costs what the unpatched block costs: no metric.
+        h, metric = self.attn.tome_forward(self.norm1(x), size, info.prop_attn, info.metric, info.attn,
+                                           want_metric=r > 0)
         x = x + self.drop_path1(self.ls1(h))
         if r > 0:
             x, size, source, groups = merge_step(x, metric, r, size, source, groups,
