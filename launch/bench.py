@@ -26,6 +26,8 @@ model. Efficiency is the median over rounds of limit time / merged time (the two
 each other in every round), with a distribution-free 95% interval of that median
 (launch/engine/stats.py ``median_interval``; 6 rounds or more for a 95% interval, 15 give a
 useful one on a shared CPU); ``efficiency_of_medians`` is the merged speed-up over the limit's.
+The merged speed-up comes with the same interval (``merged_over_unmerged_interval``): with
+``--r 0`` it tells whether the patch alone costs anything (an interval holding 1.0: within noise).
 """
 from __future__ import annotations
 
@@ -92,6 +94,8 @@ def main(argv=None) -> dict:
         gflops["official"] = gflops["merged"]  # the same matching and token counts
     merged_x, limit_x = stats["merged"]["speedup"], stats["limit"]["speedup"]  # paired per round
     efficiency = median_interval(stats["merged"]["efficiency_per_round"])
+    # the merged speed-up with its interval: at r = 0 it says whether patching alone costs anything
+    merged_interval = median_interval(stats["merged"]["speedup_per_round"])
     result = {"model": args.model, "input_shape": list(args.input_shape), "r": args.r,
               "inflection": args.inflection, "schedule": rs, "runs": args.runs,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
@@ -102,6 +106,7 @@ def main(argv=None) -> dict:
               "speedup_quartiles": {name: [s["speedup_q1"], s["speedup_q3"]] for name, s in stats.items()},
               "gflops": gflops, "tokens_out": tokens[-1],
               "merged_over_unmerged": merged_x, "limit_over_unmerged": limit_x,
+              "merged_over_unmerged_interval": {k: merged_interval[k] for k in ("lo", "hi", "coverage")},
               "efficiency": efficiency["median"],
               "efficiency_interval": {k: efficiency[k] for k in ("lo", "hi", "coverage")},
               "efficiency_of_medians": merged_x / limit_x,
@@ -115,6 +120,8 @@ def main(argv=None) -> dict:
     for name in ("unmerged", "official", "merged", "limit"):
         if name in speeds:
             print(f"| {name} | {speeds[name]:.2f} | {gflops[name]:.2f} | {stats[name]['speedup']:.2f}x |")
+    print(f"merged / unmerged (median of per-round ratios): {merged_x:.3f}x, interval "
+          f"{merged_interval['lo']:.3f}-{merged_interval['hi']:.3f}")
     print(f"efficiency (median of limit time / merged time per round): {efficiency['median']:.3f}, "
           f"interval {efficiency['lo']:.3f}-{efficiency['hi']:.3f} "
           f"(coverage {efficiency['coverage']:.1%}, {args.runs} rounds)")

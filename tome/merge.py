@@ -217,7 +217,10 @@ def merge_step(x: torch.Tensor, metric: torch.Tensor, r: int, size: Optional[tor
         m = match(metric, r, protected, matching, groups, distance)
         if m is None:
             return x, size, source, groups
+        all_ones = size is None
         x, size = merge_tokens(m, x, size, mode)
+        if all_ones and (mode == "keep" or m.src.shape[1] == 0):
+            size = None  # pruning leaves every size at one: later layers need no size bias
         if source is not None:
             source = merge_source(m, source, mode)
         if groups is not None:

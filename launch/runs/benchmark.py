@@ -26,6 +26,8 @@ def measure(models: dict, batch: int, args, device, dtype) -> dict:
     steps = {name: make_step(model, x, args.step, dtype, device) for name, model in models.items()}
     times = time_interleaved(steps, args.runs, args.warmup, device)
     stats = summarize(times, {name: batch for name in steps}, baseline="unmerged")
+    for name in times:  # unmerged time / this model's time, round by round
+        stats[name]["speedup_per_round"] = [u / t for u, t in zip(times["unmerged"], times[name])]
     if "merged" in times and "limit" in times:  # merged speed-up / limit speed-up, round by round
         stats["merged"]["efficiency_per_round"] = [lim / mer for lim, mer in zip(times["limit"], times["merged"])]
     if "merged" in times and "official" in times:  # official time / ours, round by round
