@@ -80,6 +80,8 @@ def layer_pieces(blk, x: torch.Tensor, size, r: int) -> dict:
             with calling_thread(xr):
                 return match(metric, r, info.protected, info.matching, None, info.distance)
         m = matching()
+        if m is None:  # no tokens left to merge
+            return pieces
 
         def merging():
             with calling_thread(xr):
@@ -153,7 +155,8 @@ def main(argv=None) -> dict:
         model.eval()
     x = torch.randn(args.batch, *build_args.input_shape)
     blocks = capture_blocks(merged, x)
-    layers = [layer_pieces(blk, xb, size, r) for blk, xb, size, r in blocks]
+    with torch.no_grad():
+        layers = [layer_pieces(blk, xb, size, r) for blk, xb, size, r in blocks]
     fns = {"limit forward": lambda: models["limit"](x), "merged forward": lambda: models["merged"](x)}
     for i, pieces in enumerate(layers):
         fns.update({(i, name): fn for name, fn in pieces.items()})
