@@ -38,7 +38,7 @@ import timm
 import torch
 
 from launch.engine.stats import median_interval
-from launch.engine.throughput import DTYPES
+from launch.engine.throughput import CLOCKS, DTYPES, check_clock
 from launch.runs.benchmark import TASK_MODELS, build, measure, search_batch
 from launch.runs.official_tome import load_official_timm_patch
 from tome.attention import BACKENDS
@@ -64,6 +64,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--attn", choices=BACKENDS, default="sdpa",
                         help="the merged model's attention backend (tome.attention)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
+                        help="wall: elapsed time; cpu: CPU time of the one thread (needs --device cpu "
+                             "--threads 1): the work done, not the waits of a shared machine")
     parser.add_argument("--official", metavar="PATH", default=None,
                         help="a checkout of github.com/facebookresearch/ToMe: also time its timm "
                              "patch at the same schedule, in the same rounds (timm image ViTs)")
@@ -72,6 +75,10 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    try:
+        check_clock(args.clock, device, args.threads)
+    except ValueError as err:
+        parser.error(str(err))
     torch.manual_seed(0)
     if args.official is not None:  # a bad path or model fails now, before any model is built
         if args.model.startswith(("hf:", *TASK_MODELS)):
@@ -100,6 +107,7 @@ def main(argv=None) -> dict:
               "inflection": args.inflection, "schedule": rs, "runs": args.runs,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
               "dtype": args.dtype, "step": args.step, "batch": batch, "compile": args.compile,
+              "clock": args.clock,
               "attn": args.attn,
               "throughput": speeds, "throughput_quartiles": {
                   name: [s["throughput_q1"], s["throughput_q3"]] for name, s in stats.items()},

@@ -24,7 +24,7 @@ def measure(models: dict, batch: int, args, device, dtype) -> dict:
     machine's state hits all models alike."""
     x = torch.randn(batch, *args.input_shape, device=device)
     steps = {name: make_step(model, x, args.step, dtype, device) for name, model in models.items()}
-    times = time_interleaved(steps, args.runs, args.warmup, device)
+    times = time_interleaved(steps, args.runs, args.warmup, device, getattr(args, "clock", "wall"))
     stats = summarize(times, {name: batch for name in steps}, baseline="unmerged")
     for name in times:  # unmerged time / this model's time, round by round
         stats[name]["speedup_per_round"] = [u / t for u, t in zip(times["unmerged"], times[name])]
@@ -41,7 +41,8 @@ def search_batch(model, args, device, dtype) -> int:
     def make_run(batch):
         return make_step(model, torch.randn(batch, *args.input_shape, device=device), args.step,
                          dtype, device)
-    return throughput.search_batch(make_run, device, max_batch=args.max_batch)
+    return throughput.search_batch(make_run, device, max_batch=args.max_batch,
+                                   clock=getattr(args, "clock", "wall"))
 
 
 def _task_model(name: str):
