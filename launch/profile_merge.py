@@ -44,11 +44,11 @@ PIECES = ("attn", "+patch", "+bias", "+metric", "match", "merge")
 
 
 def capture_blocks(model, x: torch.Tensor) -> list:
-    """Run ``model`` once; return each block's ``(block, tokens in, size in, r)``."""
+    """Run ``model`` once; return each block's ``(block, tokens in, size in, groups in, r)``."""
     seen = []
     for blk in model.blocks:
         def spy(x, size, source, groups, r, _blk=blk, _fn=blk.tome_forward):
-            seen.append((_blk, x, size, r))
+            seen.append((_blk, x, size, groups, r))
             return _fn(x, size, source, groups, r)
         blk.tome_forward = spy
     try:
@@ -60,7 +60,7 @@ def capture_blocks(model, x: torch.Tensor) -> list:
     return seen
 
 
-def layer_pieces(blk, x: torch.Tensor, size, r: int) -> dict:
+def layer_pieces(blk, x: torch.Tensor, size, groups, r: int) -> dict:
     """The callables of one block's pieces on its recorded input (see the module doc)."""
     info, attn = blk._tome, blk.attn
     xn = blk.norm1(x)
@@ -78,7 +78,7 @@ def layer_pieces(blk, x: torch.Tensor, size, r: int) -> dict:
 
         def matching():
             with calling_thread(xr):
-                return match(metric, r, info.protected, info.matching, None, info.distance)
+                return match(metric, r, info.protected, info.matching, groups, info.distance)
         m = matching()
         if m is None:  # no tokens left to merge
             return pieces
@@ -156,14 +156,14 @@ def main(argv=None) -> dict:
     x = torch.randn(args.batch, *build_args.input_shape)
     blocks = capture_blocks(merged, x)
     with torch.no_grad():
-        layers = [layer_pieces(blk, xb, size, r) for blk, xb, size, r in blocks]
+        layers = [layer_pieces(*block) for block in blocks]
     fns = {"limit forward": lambda: models["limit"](x), "merged forward": lambda: models["merged"](x)}
     for i, pieces in enumerate(layers):
         fns.update({(i, name): fn for name, fn in pieces.items()})
     med = interleaved_medians(fns, args.reps, args.clock)
 
     rows, totals = [], {name: 0.0 for name in PIECES}
-    for i, ((_, xb, _, r), pieces) in enumerate(zip(blocks, layers)):
+    for i, ((_, xb, _, _, r), pieces) in enumerate(zip(blocks, layers)):
         attn = med[(i, "attn")]
         cumulative = [attn, med[(i, "+patch")], med[(i, "+bias")], med[(i, "+metric")]]
         row = {"layer": i, "tokens": xb.shape[1], "r": r, "attn": attn * 1e3}
