@@ -28,6 +28,9 @@ each other in every round), with a distribution-free 95% interval of that median
 useful one on a shared CPU); ``efficiency_of_medians`` is the merged speed-up over the limit's.
 The merged speed-up comes with the same interval (``merged_over_unmerged_interval``): with
 ``--r 0`` it tells whether the patch alone costs anything (an interval holding 1.0: within noise).
+Every timed model is a deep copy of the one built (launch/runs/benchmark.py says why).
+``--clock cpu --threads 1`` times the CPU time of the one thread instead of elapsed time: on a
+machine that other jobs share it counts the work each model does, not the waits.
 """
 from __future__ import annotations
 
