@@ -9,6 +9,14 @@
 ``--attn`` picks the merged model's attention backend (sdpa, flex or eager; see tome.attention);
 the unmerged and limit models always run timm's own fused attention.
 
+``--official PATH`` (a checkout of github.com/facebookresearch/ToMe, supplied by the user, never
+part of this repository) adds a fourth model, the official timm patch at the same schedule, timed
+in the same rounds between the unmerged and our merged model; the result then holds its speed-up,
+its efficiency and ``merged_over_official`` (median over rounds of official time / our time, with
+its interval):
+
+    python launch/bench.py --model vit_small_patch16_224 --r 13 --batch 16 --runs 15 --official ~/ToMe
+
 The limit is the same model with the same per-layer token counts, where the tokens a layer would
 merge are simply dropped (no matching, no merging, the unmerged model's attention kernel): the most
 any merging method can reach at that schedule.
@@ -23,6 +31,12 @@ useful one on a shared CPU); ``efficiency_of_medians`` is the merged speed-up ov
 ``--target X`` finds the smallest constant r and decreasing schedule whose measured speed-up
 reaches X (launch/runs/target.py). A merged model that measures slower than the unmerged one gets
 a warning that says why and from which batch merging pays off (launch/runs/bench_warning.py).
+
+The merged speed-up comes with the same interval (``merged_over_unmerged_interval``): with
+``--r 0`` it tells whether the patch alone costs anything (an interval holding 1.0: within noise).
+Every timed model is a deep copy of the one built (launch/runs/benchmark.py says why).
+``--clock cpu --threads 1`` times the CPU time of the one thread instead of elapsed time: on a
+machine that other jobs share it counts the work each model does, not the waits.
 """
 from __future__ import annotations
 
@@ -33,9 +47,10 @@ import timm
 import torch
 
 from launch.engine.stats import median_interval
-from launch.engine.throughput import DTYPES
+from launch.engine.throughput import CLOCKS, DTYPES, check_clock
 from launch.runs.bench_warning import slow_merge_note
-from launch.runs.benchmark import build, measure, search_batch
+from launch.runs.benchmark import TASK_MODELS, build, measure, search_batch
+from launch.runs.official_tome import load_official_timm_patch
 from launch.runs.target import run as target_search
 from tome.attention import BACKENDS
 from tome.flops import model_gflops
@@ -60,6 +75,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--attn", choices=BACKENDS, default="sdpa",
                         help="the merged model's attention backend (tome.attention)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
+                        help="wall: elapsed time; cpu: CPU time of the one thread (needs --device cpu "
+                             "--threads 1): the work done, not the waits of a shared machine")
+    parser.add_argument("--official", metavar="PATH", default=None,
+                        help="a checkout of github.com/facebookresearch/ToMe: also time its timm "
+                             "patch at the same schedule, in the same rounds (timm image ViTs)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--target", type=float, default=None,
                         help="find the smallest r whose measured speed-up reaches this (e.g. 2.0)")
@@ -69,7 +90,19 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    try:
+        check_clock(args.clock, device, args.threads)
+    except ValueError as err:
+        parser.error(str(err))
     torch.manual_seed(0)
+    if args.official is not None:  # a bad path or model fails now, before any model is built
+        if args.model.startswith(("hf:", *TASK_MODELS)):
+            parser.error(f"--official times the official ToMe's timm patch, which needs a timm "
+                         f"image ViT; got --model {args.model!r}")
+        try:
+            load_official_timm_patch(args.official)
+        except ValueError as err:
+            parser.error(str(err))
     if args.target is not None:
         return run_target(args, device, dtype)
     models, merged, rs = build(args, device)
@@ -84,18 +117,24 @@ def main(argv=None) -> dict:
     gflops = {"unmerged": model_gflops(merged, tokens_in, [tokens_in] * len(rs)),
               "merged": model_gflops(merged, tokens_in, tokens)}
     gflops["limit"] = model_gflops(merged, tokens_in, tokens, matching=False)  # drops tokens for free
+    if "official" in models:
+        gflops["official"] = gflops["merged"]  # the same matching and token counts
     merged_x, limit_x = stats["merged"]["speedup"], stats["limit"]["speedup"]  # paired per round
     efficiency = median_interval(stats["merged"]["efficiency_per_round"])
+    # the merged speed-up with its interval: at r = 0 it says whether patching alone costs anything
+    merged_interval = median_interval(stats["merged"]["speedup_per_round"])
     result = {"model": args.model, "input_shape": list(args.input_shape), "r": args.r,
               "inflection": args.inflection, "schedule": rs, "runs": args.runs,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
               "dtype": args.dtype, "step": args.step, "batch": batch, "compile": args.compile,
+              "clock": args.clock,
               "attn": args.attn,
               "throughput": speeds, "throughput_quartiles": {
                   name: [s["throughput_q1"], s["throughput_q3"]] for name, s in stats.items()},
               "speedup_quartiles": {name: [s["speedup_q1"], s["speedup_q3"]] for name, s in stats.items()},
               "gflops": gflops, "tokens_out": tokens[-1],
               "merged_over_unmerged": merged_x, "limit_over_unmerged": limit_x,
+              "merged_over_unmerged_interval": {k: merged_interval[k] for k in ("lo", "hi", "coverage")},
               "efficiency": efficiency["median"],
               "efficiency_interval": {k: efficiency[k] for k in ("lo", "hi", "coverage")},
               "efficiency_of_medians": merged_x / limit_x,
@@ -108,11 +147,27 @@ def main(argv=None) -> dict:
           f"on {result['device']}")
     print(f"| model | {unit} | GFLOPs | x unmerged |")
     print("|---|---:|---:|---:|")
-    for name in ("unmerged", "merged", "limit"):
-        print(f"| {name} | {speeds[name]:.2f} | {gflops[name]:.2f} | {stats[name]['speedup']:.2f}x |")
+    for name in ("unmerged", "official", "merged", "limit"):
+        if name in speeds:
+            print(f"| {name} | {speeds[name]:.2f} | {gflops[name]:.2f} | {stats[name]['speedup']:.2f}x |")
+    print(f"merged / unmerged (median of per-round ratios): {merged_x:.3f}x, interval "
+          f"{merged_interval['lo']:.3f}-{merged_interval['hi']:.3f}")
     print(f"efficiency (median of limit time / merged time per round): {efficiency['median']:.3f}, "
           f"interval {efficiency['lo']:.3f}-{efficiency['hi']:.3f} "
           f"(coverage {efficiency['coverage']:.1%}, {args.runs} rounds)")
+    if "official" in stats:
+        over = median_interval(stats["merged"]["over_official_per_round"])
+        official_eff = median_interval(stats["official"]["efficiency_per_round"])
+        result.update({
+            "official": args.official, "official_over_unmerged": stats["official"]["speedup"],
+            "official_efficiency": official_eff["median"],
+            "official_efficiency_interval": {k: official_eff[k] for k in ("lo", "hi", "coverage")},
+            "merged_over_official": over["median"],
+            "merged_over_official_interval": {k: over[k] for k in ("lo", "hi", "coverage")},
+            "merged_over_official_per_round": stats["merged"]["over_official_per_round"]})
+        print(f"official efficiency: {official_eff['median']:.3f}, interval {official_eff['lo']:.3f}-"
+              f"{official_eff['hi']:.3f}; ours over official (median of official time / merged time "
+              f"per round): {over['median']:.3f}x, interval {over['lo']:.3f}-{over['hi']:.3f}")
     if slow is not None:
         print("WARNING " + slow["message"])
     _write_json(args, result)

@@ -107,7 +107,9 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, protected: int = 0,
             if groups is not None:
                 same = groups[:, a_pos, None] == groups[:, None, b_pos]
                 scores = scores.masked_fill(~same, -torch.inf)
-            node_max, node_idx = scores.max(dim=-1)
+            # Best score of every A token, without its index: on the CPU a max with indices costs
+            # about ten times a plain max. Only the r merging A tokens need their partner.
+            node_max = scores.amax(dim=-1)
         if groups is not None:
             # Data-dependent cap: only A tokens with a partner in their group may merge.
             r = min(r, int((node_max > -torch.inf).sum(dim=-1).min()))
@@ -116,7 +118,8 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, protected: int = 0,
         edge_idx = node_max.argsort(dim=-1, descending=True)
         src_idx = edge_idx[:, :r]
         unm_idx = edge_idx[:, r:].sort(dim=-1).values  # unmerged A keep their order
-        dst_idx = node_idx.gather(-1, src_idx)
+        # the first best B of each merging A token, as max(dim=-1) would give it
+        dst_idx = _rows(scores, src_idx).argmax(dim=-1)
 
         num_unm = a_pos.numel() - r
         keep = torch.cat([
@@ -148,39 +151,51 @@ def merge_tokens(m: Matching, x: torch.Tensor, size: Optional[torch.Tensor],
     Returns the merged tokens and their sizes (sizes add up, except for pruning). Sizes are fp32
     (fp64 if given so); merge weights are computed from them in that precision, then cast.
     """
-    if size is None:
-        size = torch.ones(x.shape[0], x.shape[1], 1, device=x.device, dtype=torch.float32)
-    elif size.dtype != torch.float64:
+    batch, tokens = x.shape[:2]
+    kept, r = m.keep.shape[1], m.src.shape[1]
+    row = x.shape[2:]
+    if size is not None and size.dtype != torch.float64:
         size = size.float()  # counts stay exact whatever the activation dtype (bf16: only to 256)
-    with whole_team(m.keep.numel() * x.shape[2:].numel()):  # the one full pass over the tokens
-        out = _rows(x, m.keep)
-    new_size = _rows(size, m.keep)
+    # Row indices into the batch-flattened input [B*T] and output [B*kept], each built once.
+    first = torch.arange(batch, device=x.device)[:, None]
+    keep_rows = (m.keep + first * tokens).flatten()
+    with whole_team(m.keep.numel() * row.numel()):  # the one full pass over the tokens
+        out = x.reshape(batch * tokens, *row).index_select(0, keep_rows).view(batch, kept, *row)
+    ones = size is None  # the first merge: every size is one, nothing to gather
+    if ones:
+        new_size = torch.ones(batch, kept, 1, device=x.device, dtype=torch.float32)
+    else:
+        new_size = size.reshape(batch * tokens, 1).index_select(0, keep_rows).view(batch, kept, 1)
     if mode == "keep":
         return out, new_size
+    src_rows = (m.src + first * tokens).flatten()
+    if ones:
+        src_size = torch.ones(batch, r, 1, device=x.device, dtype=torch.float32)
+    else:
+        src_size = size.reshape(batch * tokens, 1).index_select(0, src_rows).view(batch, r, 1)
+    x_src = x.reshape(batch * tokens, *row).index_select(0, src_rows)  # [B*r, C]
     if mode == "max":
-        out = out.scatter_reduce(1, m.dst[..., None].expand(-1, -1, x.shape[-1]), _rows(x, m.src),
-                                 reduce="amax", include_self=True)
-        return out, new_size.scatter_add(1, m.dst[..., None], _rows(size, m.src))
+        out = out.scatter_reduce(1, m.dst[..., None].expand(-1, -1, x.shape[-1]),
+                                 x_src.view(batch, r, *row), reduce="amax", include_self=True)
+        return out, new_size.scatter_add(1, m.dst[..., None], src_size)
     if mode not in ("wavg", "mean"):
         raise ValueError(f"merge mode must be one of {MERGE_MODES}, got {mode!r}")
-    src_size = _rows(size, m.src)
+    dst_rows = (m.dst + first * kept).flatten()
     # out and new_size are fresh copies: update them in place (no second pass over the tokens)
     merged_size = new_size.scatter_add_(1, m.dst[..., None], src_size)
     # x_new = x_dst + sum_i w_i (x_i - x_dst), w_i = s_i / s_new, is the weighted average but only
     # touches the r merged rows, and never multiplies activations by large sizes (fp16-safe).
     if mode == "wavg":
-        weight = src_size / merged_size.gather(1, m.dst[..., None])
+        weight = src_size.view(batch * r, 1) / merged_size.view(batch * kept, 1).index_select(0, dst_rows)
     else:
-        counts = torch.ones_like(new_size).scatter_add(1, m.dst[..., None], torch.ones_like(src_size))
-        weight = 1.0 / counts.gather(1, m.dst[..., None])
-    # x_i and x_dst in one row gather (x_dst = out[dst] = x[keep[dst]]), then one row-wise add.
-    r = m.src.shape[1]
-    rows = _rows(x, torch.cat([m.src, m.keep.gather(1, m.dst)], dim=1))
-    delta = (rows[:, :r] - rows[:, r:]).mul_(weight.to(x.dtype))
-    batch, kept = out.shape[:2]
-    offsets = torch.arange(batch, device=x.device)[:, None] * kept
-    out.view(batch * kept, *out.shape[2:]).index_add_(0, (m.dst + offsets).flatten(),
-                                                     delta.view(batch * r, *out.shape[2:]))
+        counts = merged_size if ones else \
+            torch.ones_like(new_size).scatter_add(1, m.dst[..., None], torch.ones_like(src_size))
+        weight = 1.0 / counts.view(batch * kept, 1).index_select(0, dst_rows)
+    # x_dst is read from out (out[dst] = x[keep[dst]], not yet changed); then one row-wise add.
+    flat_out = out.view(batch * kept, *row)
+    weight = weight.to(x.dtype).view(batch * r, *([1] * len(row)))
+    delta = x_src.sub_(flat_out.index_select(0, dst_rows)).mul_(weight)
+    flat_out.index_add_(0, dst_rows, delta)
     return out, merged_size
 
 
@@ -222,7 +237,10 @@ def merge_step(x: torch.Tensor, metric: torch.Tensor, r: int, size: Optional[tor
                   kmeans_iters=kmeans_iters)
         if m is None:
             return x, size, source, groups
+        all_ones = size is None
         x, size = merge_tokens(m, x, size, mode)
+        if all_ones and (mode == "keep" or m.src.shape[1] == 0):
+            size = None  # pruning leaves every size at one: later layers need no size bias
         if source is not None:
             source = merge_source(m, source, mode)
         if groups is not None:

@@ -24,13 +24,15 @@ _POOLS = ("", "token", "avg", "max", "avgmax")
 
 class ToMeAttentionMixin:
     def tome_forward(self, x: torch.Tensor, size, prop_attn: bool, metric: str, attn: str = "sdpa",
-                     heads: str = "mean"):
+                     heads: str = "mean", want_metric: bool = True):
+        """Attention with the log-size bias; returns ``(out, metric)``, the metric None when
+        ``want_metric`` is False (a layer that merges nothing computes none)."""
         batch, num_tokens, _ = x.shape
         gate = self.gate(x).sigmoid() if self.gate is not None else None
         qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, self.head_dim)
         # Head-averaged keys straight from the projection's layout (one cheap pass); with a
         # key norm, average the normed keys instead.
-        fast_metric = metric == "k" and heads == "mean" and isinstance(self.k_norm, nn.Identity)
+        fast_metric = want_metric and metric == "k" and heads == "mean" and isinstance(self.k_norm, nn.Identity)
         key_metric = None
         if fast_metric:
             with calling_thread(x, elements=x.numel()):  # small: no OpenMP barrier (tome/threads.py)
@@ -46,6 +48,8 @@ class ToMeAttentionMixin:
         if gate is not None:
             out = out * gate
         out = self.proj_drop(self.proj(out))
+        if not want_metric:
+            return out, None
         if fast_metric:
             return out, key_metric
         return out, pick_metric(metric, x, q, k, v, heads, size if prop_attn else None, self.scale)
@@ -55,9 +59,10 @@ class ToMeBlockMixin:
     def tome_forward(self, x, size, source, groups, r: int):
         info = self._tome
         x, size, source, groups, r = merge_first(info, x, r, size, source, groups)
+        # A layer that merges nothing (r = 0) costs what the unpatched block costs: no metric.
         h, metric = self.attn.tome_forward(self.norm1(x), size, info.prop_attn,
                                            attention_metric(info.metric, info.matching), info.attn,
-                                           info.heads)
+                                           info.heads, want_metric=r > 0)
         x = x + self.drop_path1(self.ls1(h))
         if r > 0:  # metric None: the tokens themselves (metric "x")
             x, size, source, groups = merge_step(x, x if metric is None else metric, r, size, source,
