@@ -40,7 +40,9 @@ class ScheduleProperty:
 
 def init_state(x: torch.Tensor, info: ToMeInfo) -> TokenState:
     """The token state entering the first block: sizes implicit (all ones), sources the identity."""
-    if torch.compiler.is_exporting():  # a plain torch.export of an option that cannot export
+    # A plain (non-strict) torch.export of an option that cannot export. Under dynamo (torch.compile,
+    # strict export) is_exporting() folds to True, so the check runs only outside dynamo.
+    if torch.compiler.is_exporting() and not torch.compiler.is_dynamo_compiling():
         problem = export_problem(info)
         if problem is not None:
             raise ValueError(problem)
