@@ -12,9 +12,10 @@ def _spy_attention(model):
     """Record (want_metric, size is None) of every patched attention call."""
     calls = []
     for blk in model.blocks:
-        def spy(x, size, prop_attn, metric, attn="sdpa", want_metric=True, _fn=blk.attn.tome_forward):
+        def spy(x, size, prop_attn, metric, attn="sdpa", heads="mean", want_metric=True,
+                _fn=blk.attn.tome_forward):
             calls.append((want_metric, size is None))
-            return _fn(x, size, prop_attn, metric, attn, want_metric=want_metric)
+            return _fn(x, size, prop_attn, metric, attn, heads, want_metric=want_metric)
         blk.attn.tome_forward = spy
     return calls
 

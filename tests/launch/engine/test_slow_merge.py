@@ -90,6 +90,9 @@ def _fake_bench_measure(models, batch, args, device, dtype):
     times = {"unmerged": [float(batch)], "merged": [merged_time(batch)], "limit": [batch / 2 + 0.9]}
     stats = throughput.summarize({k: times[k] for k in models}, {k: batch for k in models},
                                  baseline="unmerged")
+    for name in models:
+        if name != "unmerged":
+            stats[name]["speedup_per_round"] = [times["unmerged"][0] / times[name][0]]
     if "limit" in models:
         stats["merged"]["efficiency_per_round"] = [times["limit"][0] / times["merged"][0]]
     return stats
