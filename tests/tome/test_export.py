@@ -30,9 +30,9 @@ def _logits(out):
 def _onnxruntime(onnx_program, x: torch.Tensor) -> np.ndarray:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # fast to load
-    session = ort.InferenceSession(onnx_program.model_proto.SerializeToString(), options,
+    runtime = ort.InferenceSession(onnx_program.model_proto.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    return runtime.run(None, {runtime.get_inputs()[0].name: x.numpy()})[0]
 
 
 def check_exports_match_eager(model, example: torch.Tensor, other_batch: torch.Tensor, r,
