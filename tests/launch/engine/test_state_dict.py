@@ -194,11 +194,11 @@ def _config(tmp_path, checkpoint):
     root = write_demo_images(tmp_path / "imgs", num_classes=2, train_per_class=1, val_per_class=1, size=16)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump({
-        "task": "image", "name": "check", "launch": {"out_dir": str(tmp_path / "runs")},
+        "task": "image", "name": "check", "launch": {"out_dir": str(tmp_path / "runs"), "cluster": "local"},
         "data": {"root": str(root), "family": "demo", "img_size": 64, "rand_augment": None},
         "model": {"name": "demo_vit_tiny", "num_classes": 8, "checkpoint": checkpoint,
                   "kwargs": {"depth": 2}},
-        "train": {"epochs": 1}}))
+        "train": {"epochs": 1, "batch_size": 2}}))
     return str(path)
 
 
